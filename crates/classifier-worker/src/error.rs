@@ -1,0 +1,33 @@
+//! Errors of the classifier worker.
+
+use std::path::PathBuf;
+
+/// Loading or running the encoder failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid model config {path}: {message}")]
+    ModelConfig { path: PathBuf, message: String },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("model: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// A prompt could not be classified.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifyError {
+    /// The queue in front of the encoder is full; retry later.
+    #[error("classifier overloaded: {queued} prompts already queued")]
+    Overloaded { queued: usize },
+    /// The inference thread has stopped.
+    #[error("classifier stopped")]
+    Stopped,
+    /// The forward pass failed for the batch this prompt was in.
+    #[error("encoder failed: {0}")]
+    Failed(String),
+}

@@ -1,0 +1,181 @@
+//! Configuration: the YAML file, parsed in two phases.
+//!
+//! Phase one deserializes the text into the raw structs of [`raw`], one
+//! section and one list item at a time; phase two ([`validate`]) checks
+//! meaning (names that must exist, ranges, regexes) and builds [`Config`].
+//! Every problem found in either phase is reported, each with its key path,
+//! in one [`ConfigErrors`].
+
+mod raw;
+mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::rules::Expr;
+
+pub use validate::parse;
+
+/// The validated configuration of a gateway.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub encoder: EncoderConfig,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub models: Vec<ModelConfig>,
+    pub router: RouterConfig,
+    pub signals: SignalsConfig,
+    /// Sorted by priority, highest first; ties keep file order.
+    pub decisions: Vec<DecisionConfig>,
+    /// Taken when no decision matches.
+    pub default: DefaultDecision,
+    model_index: HashMap<String, ModelId>,
+}
+
+impl Config {
+    /// The configured model with this client-facing name.
+    pub fn model_id(&self, name: &str) -> Option<ModelId> {
+        self.model_index.get(name).copied()
+    }
+
+    pub fn model(&self, id: ModelId) -> &ModelConfig {
+        &self.models[id.0]
+    }
+
+    pub fn upstream(&self, id: UpstreamId) -> &UpstreamConfig {
+        &self.upstreams[id.0]
+    }
+
+    /// Whether `name` is a router alias (`auto`).
+    pub fn is_alias(&self, name: &str) -> bool {
+        self.router.aliases.iter().any(|a| a == name)
+    }
+}
+
+/// `server:` — the HTTP listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+/// `encoder:` — the sentence encoder that embeds prompts.
+#[derive(Debug, Clone)]
+pub struct EncoderConfig {
+    /// Folder with `config.json`, `tokenizer.json`, `model.safetensors`;
+    /// a relative path in the file is resolved against the file's folder.
+    pub model_dir: PathBuf,
+    /// Prompts longer than this many tokens are truncated before embedding.
+    pub max_tokens: usize,
+    /// Most prompts embedded in one forward pass.
+    pub max_batch: usize,
+}
+
+/// Index into [`Config::upstreams`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpstreamId(pub usize);
+
+/// Index into [`Config::models`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ModelId(pub usize);
+
+/// One OpenAI-compatible upstream (a vLLM server, a hosted API).
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// Base URL without a trailing slash, e.g. `http://10.0.0.5:8000/v1`.
+    pub base_url: String,
+    /// Environment variable holding the API key, sent as a bearer token.
+    pub api_key_env: Option<String>,
+    /// Longest wait for the upstream's response headers.
+    pub timeout: Duration,
+}
+
+/// A model clients can name, served by one upstream.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub name: String,
+    pub upstream: UpstreamId,
+    /// The name sent upstream in `model` (defaults to `name`).
+    pub upstream_model: String,
+}
+
+/// `router:`
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Model names that are routed rather than passed through.
+    pub aliases: Vec<String>,
+}
+
+/// `signals:` — what the classifier computes.
+#[derive(Debug, Clone, Default)]
+pub struct SignalsConfig {
+    pub routes: Vec<RouteConfig>,
+    pub keywords: Vec<KeywordRule>,
+}
+
+/// An embedding route: a name and example utterances.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Default similarity a `route:` predicate needs.
+    pub threshold: f32,
+    pub examples: Vec<String>,
+}
+
+/// A named set of keywords or regexes, matched case-insensitively.
+#[derive(Debug, Clone)]
+pub struct KeywordRule {
+    pub name: String,
+    /// All patterns compiled into one case-insensitive alternation.
+    pub matcher: Regex,
+}
+
+/// A rule: when `when` holds, answer with `model`.
+#[derive(Debug, Clone)]
+pub struct DecisionConfig {
+    pub name: String,
+    pub priority: i32,
+    pub when: Expr,
+    pub model: ModelId,
+}
+
+/// The decision taken when no rule matches.
+#[derive(Debug, Clone)]
+pub struct DefaultDecision {
+    pub name: String,
+    pub model: ModelId,
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Key path, e.g. `decisions[2].when.any[0].route`.
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "{n} error{} in configuration:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  - {}: {}", e.path, e.message)?;
+        }
+        Ok(())
+    }
+}

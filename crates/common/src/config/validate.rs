@@ -1,0 +1,621 @@
+//! Phase two of config loading: raw structs in, a typed [`Config`] out, with
+//! every error collected and tagged with its key path.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use regex::RegexBuilder;
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::{Mapping, Value};
+
+use super::raw::{
+    RawDecision, RawDefault, RawEncoder, RawExpr, RawKeywordRule, RawModel, RawRoute,
+    RawRoutePredicate, RawRouter, RawServer, RawSignals, RawUpstream,
+};
+use super::{
+    Config, ConfigError, ConfigErrors, DecisionConfig, DefaultDecision, EncoderConfig, KeywordRule,
+    ModelConfig, ModelId, RouteConfig, RouterConfig, ServerConfig, SignalsConfig, UpstreamConfig,
+    UpstreamId,
+};
+use crate::rules::{Expr, Predicate};
+use crate::signals::{KeywordId, RouteId};
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
+const DEFAULT_MAX_TOKENS: u32 = 256;
+/// BERT-family encoders have 512 position embeddings.
+const MAX_ENCODER_TOKENS: u32 = 512;
+const DEFAULT_MAX_BATCH: u32 = 32;
+const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_ROUTE_THRESHOLD: f32 = 0.5;
+const SECTIONS: &[&str] = &[
+    "server",
+    "encoder",
+    "upstreams",
+    "models",
+    "router",
+    "signals",
+    "decisions",
+    "default",
+];
+/// Names the gateway itself puts in `x-routemesh-decision`.
+const RESERVED_DECISIONS: &[&str] = &["passthrough"];
+
+/// Parses and validates a configuration file's text.
+///
+/// `base_dir` is the folder relative paths in the file are resolved against
+/// (the file's own folder).
+pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let mut v = Validator::default();
+    let root: Value = match serde_yaml_ng::from_str(text) {
+        Ok(Value::Null) => Value::Mapping(Mapping::new()),
+        Ok(value) => value,
+        Err(e) => return Err(v.fail("(file)", format!("not valid YAML: {e}"))),
+    };
+    let Value::Mapping(mut root) = root else {
+        return Err(v.fail(
+            "(file)",
+            "the top level must be a mapping of sections".into(),
+        ));
+    };
+    for key in root.keys() {
+        match key.as_str() {
+            Some(k) if SECTIONS.contains(&k) => {}
+            _ => v.error(
+                &key_name(key),
+                format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+            ),
+        }
+    }
+    let mut take = |name: &str| root.remove(name);
+
+    let server = v
+        .section::<RawServer>(take("server"), "server")
+        .unwrap_or_default();
+    let encoder = v.section::<RawEncoder>(take("encoder"), "encoder");
+    let upstreams = v.list::<RawUpstream>(take("upstreams"), "upstreams");
+    let models = v.list::<RawModel>(take("models"), "models");
+    let router = v
+        .section::<RawRouter>(take("router"), "router")
+        .unwrap_or_default();
+    let signals = v
+        .section::<RawSignals>(take("signals"), "signals")
+        .unwrap_or_default();
+    let routes = v.items::<RawRoute>(signals.routes, "signals.routes");
+    let keywords = v.items::<RawKeywordRule>(signals.keywords, "signals.keywords");
+    let decisions = v.list::<RawDecision>(take("decisions"), "decisions");
+    let default = v.section::<RawDefault>(take("default"), "default");
+
+    let server = v.server(server);
+    let encoder = v.encoder(encoder, base_dir);
+    let upstreams = v.upstreams(upstreams);
+    let (models, model_index) = v.models(models, &upstreams);
+    let router = v.router(router, &model_index);
+    let signals = v.signals(routes, keywords);
+    let scope = Scope {
+        models: &model_index,
+        signals: &signals,
+    };
+    let decisions = v.decisions(decisions, &scope);
+    let default = v.default_decision(default, &scope);
+    if let Some(d) = &default {
+        if decisions.iter().any(|x| x.name == d.name) {
+            v.error(
+                "default.name",
+                format!("`{}` is also the name of a decision", d.name),
+            );
+        }
+    }
+
+    match (v.errors.is_empty(), server, encoder, default) {
+        (true, Some(server), Some(encoder), Some(default)) => Ok(Config {
+            server,
+            encoder,
+            upstreams,
+            models,
+            router,
+            signals,
+            decisions,
+            default,
+            model_index,
+        }),
+        _ => Err(ConfigErrors(v.errors)),
+    }
+}
+
+fn key_name(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        other => serde_yaml_ng::to_string(other)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "?".into()),
+    }
+}
+
+/// Names resolvable from a rule.
+struct Scope<'a> {
+    models: &'a HashMap<String, ModelId>,
+    signals: &'a SignalsConfig,
+}
+
+#[derive(Default)]
+struct Validator {
+    errors: Vec<ConfigError>,
+}
+
+impl Validator {
+    fn error(&mut self, path: &str, message: String) {
+        self.errors.push(ConfigError {
+            path: path.to_owned(),
+            message,
+        });
+    }
+
+    fn fail(mut self, path: &str, message: String) -> ConfigErrors {
+        self.error(path, message);
+        ConfigErrors(self.errors)
+    }
+
+    /// Deserializes one value, recording a type error with its full path.
+    fn de<T: DeserializeOwned>(&mut self, value: Value, path: &str) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let full = if inner == "." {
+                    path.to_owned()
+                } else if inner.starts_with('[') {
+                    format!("{path}{inner}")
+                } else {
+                    format!("{path}.{inner}")
+                };
+                self.error(&full, e.into_inner().to_string());
+                None
+            }
+        }
+    }
+
+    fn section<T: DeserializeOwned>(&mut self, value: Option<Value>, path: &str) -> Option<T> {
+        match value {
+            None | Some(Value::Null) => None,
+            Some(value) => self.de(value, path),
+        }
+    }
+
+    fn list<T: DeserializeOwned>(&mut self, value: Option<Value>, path: &str) -> Vec<(String, T)> {
+        match value {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Sequence(items)) => self.items(items, path),
+            Some(_) => {
+                self.error(path, "expected a list".into());
+                Vec::new()
+            }
+        }
+    }
+
+    /// Deserializes each item on its own, so one bad item hides nothing.
+    fn items<T: DeserializeOwned>(&mut self, items: Vec<Value>, path: &str) -> Vec<(String, T)> {
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            if let Some(t) = self.de(item, &p) {
+                out.push((p, t));
+            }
+        }
+        out
+    }
+
+    /// Records an error for a name already seen in `seen`.
+    fn unique(&mut self, seen: &mut HashSet<String>, name: &str, path: &str) {
+        if name.trim().is_empty() {
+            self.error(&format!("{path}.name"), "must not be empty".into());
+        } else if !seen.insert(name.to_owned()) {
+            self.error(&format!("{path}.name"), format!("duplicate name `{name}`"));
+        }
+    }
+
+    fn server(&mut self, raw: RawServer) -> Option<ServerConfig> {
+        let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = match listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    "server.listen",
+                    format!("`{listen}` is not an IP:port address (e.g. 127.0.0.1:8080)"),
+                );
+                None
+            }
+        };
+        let max_body = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body < 1024 {
+            self.error(
+                "server.max_body_bytes",
+                format!("{max_body} is too small; use at least 1024"),
+            );
+        }
+        Some(ServerConfig {
+            listen: listen?,
+            max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+        })
+    }
+
+    fn encoder(&mut self, raw: Option<RawEncoder>, base_dir: &Path) -> Option<EncoderConfig> {
+        let raw = raw.unwrap_or_default();
+        let dir = raw.model_dir.filter(|d| !d.trim().is_empty());
+        if dir.is_none() {
+            self.error(
+                "encoder.model_dir",
+                "required: the folder of the encoder model".into(),
+            );
+        }
+        let max_tokens = raw.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+        if !(8..=MAX_ENCODER_TOKENS).contains(&max_tokens) {
+            self.error(
+                "encoder.max_tokens",
+                format!("{max_tokens} is out of range 8..={MAX_ENCODER_TOKENS}"),
+            );
+        }
+        let max_batch = raw.max_batch.unwrap_or(DEFAULT_MAX_BATCH);
+        if !(1..=1024).contains(&max_batch) {
+            self.error(
+                "encoder.max_batch",
+                format!("{max_batch} is out of range 1..=1024"),
+            );
+        }
+        Some(EncoderConfig {
+            model_dir: base_dir.join(dir?),
+            max_tokens: max_tokens as usize,
+            max_batch: max_batch as usize,
+        })
+    }
+
+    fn upstreams(&mut self, raw: Vec<(String, RawUpstream)>) -> Vec<UpstreamConfig> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (path, u) in raw {
+            self.unique(&mut seen, &u.name, &path);
+            let base_url = u.base_url.trim_end_matches('/').to_owned();
+            if !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+                || base_url.len() <= "https://".len()
+            {
+                self.error(
+                    &format!("{path}.base_url"),
+                    format!("`{}` is not an http:// or https:// URL", u.base_url),
+                );
+            }
+            if let Some(env) = &u.api_key_env {
+                let valid = !env.is_empty()
+                    && env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !env.starts_with(|c: char| c.is_ascii_digit());
+                if !valid {
+                    self.error(
+                        &format!("{path}.api_key_env"),
+                        format!("`{env}` is not an environment variable name"),
+                    );
+                }
+            }
+            let timeout = self.duration(u.timeout.as_deref(), &format!("{path}.timeout"));
+            out.push(UpstreamConfig {
+                name: u.name,
+                base_url,
+                api_key_env: u.api_key_env,
+                timeout: timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT),
+            });
+        }
+        out
+    }
+
+    fn duration(&mut self, text: Option<&str>, path: &str) -> Option<Duration> {
+        let text = text?;
+        match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                self.error(path, "must be longer than zero".into());
+                None
+            }
+            Err(e) => {
+                self.error(
+                    path,
+                    format!("`{text}` is not a duration like 250ms or 30s: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn models(
+        &mut self,
+        raw: Vec<(String, RawModel)>,
+        upstreams: &[UpstreamConfig],
+    ) -> (Vec<ModelConfig>, HashMap<String, ModelId>) {
+        let mut seen = HashSet::new();
+        let mut models = Vec::new();
+        let mut index = HashMap::new();
+        for (path, m) in raw {
+            self.unique(&mut seen, &m.name, &path);
+            let Some(up) = upstreams.iter().position(|u| u.name == m.upstream) else {
+                let known: Vec<_> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                self.error(
+                    &format!("{path}.upstream"),
+                    format!(
+                        "no upstream named `{}` (known: {})",
+                        m.upstream,
+                        known.join(", ")
+                    ),
+                );
+                continue;
+            };
+            index.insert(m.name.clone(), ModelId(models.len()));
+            models.push(ModelConfig {
+                upstream_model: m.upstream_model.unwrap_or_else(|| m.name.clone()),
+                name: m.name,
+                upstream: UpstreamId(up),
+            });
+        }
+        (models, index)
+    }
+
+    fn router(&mut self, raw: RawRouter, models: &HashMap<String, ModelId>) -> RouterConfig {
+        let aliases = raw.aliases.unwrap_or_else(|| vec!["auto".to_owned()]);
+        if aliases.is_empty() {
+            self.error(
+                "router.aliases",
+                "needs at least one alias (e.g. auto)".into(),
+            );
+        }
+        for (i, a) in aliases.iter().enumerate() {
+            if models.contains_key(a) {
+                self.error(
+                    &format!("router.aliases[{i}]"),
+                    format!("`{a}` is also a model name; an alias must not shadow a model"),
+                );
+            }
+        }
+        RouterConfig { aliases }
+    }
+
+    fn signals(
+        &mut self,
+        routes: Vec<(String, RawRoute)>,
+        keywords: Vec<(String, RawKeywordRule)>,
+    ) -> SignalsConfig {
+        let mut seen = HashSet::new();
+        let mut out = SignalsConfig::default();
+        for (path, r) in routes {
+            self.unique(&mut seen, &r.name, &path);
+            let threshold = r.threshold.unwrap_or(DEFAULT_ROUTE_THRESHOLD);
+            if !(-1.0..=1.0).contains(&threshold) {
+                self.error(
+                    &format!("{path}.threshold"),
+                    format!("{threshold} is not in [-1, 1]"),
+                );
+            }
+            if r.examples.iter().all(|e| e.trim().is_empty()) {
+                self.error(
+                    &format!("{path}.examples"),
+                    "needs at least one example".into(),
+                );
+            }
+            out.routes.push(RouteConfig {
+                name: r.name,
+                threshold,
+                examples: r.examples,
+            });
+        }
+        let mut seen = HashSet::new();
+        for (path, k) in keywords {
+            self.unique(&mut seen, &k.name, &path);
+            if let Some(matcher) = self.keyword_matcher(&k, &path) {
+                out.keywords.push(KeywordRule {
+                    name: k.name,
+                    matcher,
+                });
+            }
+        }
+        out
+    }
+
+    fn keyword_matcher(&mut self, k: &RawKeywordRule, path: &str) -> Option<regex::Regex> {
+        if k.patterns.is_empty() {
+            self.error(
+                &format!("{path}.patterns"),
+                "needs at least one pattern".into(),
+            );
+            return None;
+        }
+        let mut parts = Vec::with_capacity(k.patterns.len());
+        let mut ok = true;
+        for (i, p) in k.patterns.iter().enumerate() {
+            let p_path = format!("{path}.patterns[{i}]");
+            if p.is_empty() {
+                self.error(&p_path, "an empty pattern matches every prompt".into());
+                ok = false;
+            } else if !k.regex {
+                parts.push(regex::escape(p));
+            } else if let Err(e) = RegexBuilder::new(p).build() {
+                self.error(&p_path, format!("invalid regex: {e}"));
+                ok = false;
+            } else {
+                parts.push(p.clone());
+            }
+        }
+        let joined = parts
+            .iter()
+            .map(|p| format!("(?:{p})"))
+            .collect::<Vec<_>>()
+            .join("|");
+        match RegexBuilder::new(&joined).case_insensitive(true).build() {
+            Ok(re) if ok => Some(re),
+            Ok(_) => None,
+            Err(e) => {
+                self.error(
+                    &format!("{path}.patterns"),
+                    format!("patterns too large: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn resolve_model(&mut self, name: &str, path: &str, scope: &Scope<'_>) -> Option<ModelId> {
+        let id = scope.models.get(name).copied();
+        if id.is_none() {
+            let mut known: Vec<_> = scope.models.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            self.error(
+                path,
+                format!("no model named `{name}` (known: {})", known.join(", ")),
+            );
+        }
+        id
+    }
+
+    fn decisions(
+        &mut self,
+        raw: Vec<(String, RawDecision)>,
+        scope: &Scope<'_>,
+    ) -> Vec<DecisionConfig> {
+        let mut seen: HashSet<String> =
+            RESERVED_DECISIONS.iter().map(|s| (*s).to_owned()).collect();
+        let mut out = Vec::new();
+        for (path, d) in raw {
+            self.unique(&mut seen, &d.name, &path);
+            let model = self.resolve_model(&d.model, &format!("{path}.model"), scope);
+            let when = self.expr(d.when, &format!("{path}.when"), scope);
+            if let (Some(model), Some(when)) = (model, when) {
+                out.push(DecisionConfig {
+                    name: d.name,
+                    priority: d.priority,
+                    when,
+                    model,
+                });
+            }
+        }
+        // Stable: equal priorities keep their order in the file.
+        out.sort_by(|a, b| b.priority.cmp(&a.priority));
+        out
+    }
+
+    fn expr(&mut self, raw: RawExpr, path: &str, scope: &Scope<'_>) -> Option<Expr> {
+        match raw {
+            RawExpr::All(children) => self.children(children, path, "all", scope).map(Expr::All),
+            RawExpr::Any(children) => self.children(children, path, "any", scope).map(Expr::Any),
+            RawExpr::Not(inner) => self
+                .expr(*inner, &format!("{path}.not"), scope)
+                .map(|e| Expr::Not(Box::new(e))),
+            RawExpr::Route(pred) => {
+                let (name, min) = match pred {
+                    RawRoutePredicate::Name(name) => (name, None),
+                    RawRoutePredicate::Full(f) => (f.name, f.min),
+                };
+                let path = format!("{path}.route");
+                let Some(i) = scope.signals.routes.iter().position(|r| r.name == name) else {
+                    let known: Vec<_> = scope
+                        .signals
+                        .routes
+                        .iter()
+                        .map(|r| r.name.as_str())
+                        .collect();
+                    self.error(
+                        &path,
+                        format!("no route named `{name}` (known: {})", known.join(", ")),
+                    );
+                    return None;
+                };
+                let min = min.unwrap_or(scope.signals.routes[i].threshold);
+                if !(-1.0..=1.0).contains(&min) {
+                    self.error(&format!("{path}.min"), format!("{min} is not in [-1, 1]"));
+                    return None;
+                }
+                Some(Expr::Pred(Predicate::Route {
+                    route: RouteId(i),
+                    min,
+                }))
+            }
+            RawExpr::Keyword(name) => {
+                match scope.signals.keywords.iter().position(|k| k.name == name) {
+                    Some(i) => Some(Expr::Pred(Predicate::Keyword(KeywordId(i)))),
+                    None => {
+                        let known: Vec<_> = scope
+                            .signals
+                            .keywords
+                            .iter()
+                            .map(|k| k.name.as_str())
+                            .collect();
+                        self.error(
+                            &format!("{path}.keyword"),
+                            format!(
+                                "no keyword rule named `{name}` (known: {})",
+                                known.join(", ")
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+            RawExpr::Tokens(t) => {
+                let (min, max) = (t.min.unwrap_or(0), t.max.unwrap_or(u32::MAX));
+                if t.min.is_none() && t.max.is_none() {
+                    self.error(&format!("{path}.tokens"), "give min, max or both".into());
+                    None
+                } else if min > max {
+                    self.error(
+                        &format!("{path}.tokens"),
+                        format!("min {min} is above max {max}"),
+                    );
+                    None
+                } else {
+                    Some(Expr::Pred(Predicate::Tokens { min, max }))
+                }
+            }
+        }
+    }
+
+    fn children(
+        &mut self,
+        raw: Vec<RawExpr>,
+        path: &str,
+        op: &str,
+        scope: &Scope<'_>,
+    ) -> Option<Vec<Expr>> {
+        if raw.is_empty() {
+            self.error(
+                &format!("{path}.{op}"),
+                format!("`{op}` needs at least one condition"),
+            );
+            return None;
+        }
+        let n = raw.len();
+        let out: Vec<_> = raw
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, c)| self.expr(c, &format!("{path}.{op}[{i}]"), scope))
+            .collect();
+        (out.len() == n).then_some(out)
+    }
+
+    fn default_decision(
+        &mut self,
+        raw: Option<RawDefault>,
+        scope: &Scope<'_>,
+    ) -> Option<DefaultDecision> {
+        let Some(raw) = raw else {
+            self.error(
+                "default",
+                "required: the model used when no decision matches".into(),
+            );
+            return None;
+        };
+        let name = raw.name.unwrap_or_else(|| "default".to_owned());
+        if RESERVED_DECISIONS.contains(&name.as_str()) {
+            self.error("default.name", format!("`{name}` is reserved"));
+        }
+        let model = self.resolve_model(&raw.model, "default.model", scope)?;
+        Some(DefaultDecision { name, model })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+//! Unit tests of config validation: every error reported, each with its path.
+
+use std::path::Path;
+
+use super::parse;
+use crate::config::{Config, ConfigErrors};
+use crate::rules::{Expr, Predicate};
+use crate::signals::RouteId;
+
+const EXAMPLE: &str = include_str!("../../../../../config/example.yaml");
+
+/// A small valid config that tests extend or break.
+const BASE: &str = r#"
+encoder: { model_dir: models/m }
+upstreams:
+  - { name: up, base_url: "http://127.0.0.1:9000/v1/" }
+models:
+  - { name: small, upstream: up }
+  - { name: big, upstream: up, upstream_model: org/big-70b }
+signals:
+  routes:
+    - { name: math, threshold: 0.4, examples: ["solve x"] }
+  keywords:
+    - { name: code, regex: true, patterns: ["\\bfn\\b"] }
+decisions:
+  - { name: low, priority: 1, when: { keyword: code }, model: small }
+  - { name: high, priority: 9, when: { route: math }, model: big }
+  - { name: mid, priority: 5, when: { tokens: { max: 10 } }, model: small }
+default: { model: small }
+"#;
+
+fn ok(text: &str) -> Config {
+    match parse(text, Path::new("/etc/rm")) {
+        Ok(c) => c,
+        Err(e) => panic!("expected a valid config, got:\n{e}"),
+    }
+}
+
+/// Parses `text`, expecting errors; returns them as `path: message` lines.
+fn errors(text: &str) -> Vec<String> {
+    match parse(text, Path::new("/etc/rm")) {
+        Ok(_) => panic!("expected errors, config was accepted"),
+        Err(ConfigErrors(errs)) => errs
+            .into_iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect(),
+    }
+}
+
+fn has(errs: &[String], path: &str) -> bool {
+    errs.iter().any(|e| e.starts_with(&format!("{path}: ")))
+}
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let c = ok(EXAMPLE);
+    assert!(c.is_alias("auto"));
+    assert!(c.models.len() >= 3, "the demo needs at least three models");
+    assert!(c.signals.routes.len() >= 3);
+}
+
+#[test]
+fn base_config_resolves_names_and_defaults() {
+    let c = ok(BASE);
+    assert_eq!(
+        c.upstreams[0].base_url, "http://127.0.0.1:9000/v1",
+        "trailing slash trimmed"
+    );
+    assert_eq!(
+        c.encoder.model_dir,
+        Path::new("/etc/rm/models/m"),
+        "relative to the file"
+    );
+    assert_eq!(c.encoder.max_tokens, 256);
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    let big = c
+        .model_id("big")
+        .map(|id| c.model(id).upstream_model.clone());
+    assert_eq!(big.as_deref(), Some("org/big-70b"));
+    assert_eq!(c.model(c.default.model).name, "small");
+    assert_eq!(c.default.name, "default");
+    assert!(c.is_alias("auto") && !c.is_alias("small"));
+}
+
+#[test]
+fn decisions_are_sorted_by_priority_highest_first() {
+    let c = ok(BASE);
+    let order: Vec<_> = c.decisions.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(order, ["high", "mid", "low"]);
+}
+
+#[test]
+fn route_predicate_takes_the_route_threshold_unless_given() {
+    let c = ok(BASE);
+    let high = &c.decisions[0];
+    assert_eq!(
+        high.when,
+        Expr::Pred(Predicate::Route {
+            route: RouteId(0),
+            min: 0.4
+        })
+    );
+    let text = BASE.replace(
+        "when: { route: math }",
+        "when: { route: { name: math, min: 0.7 } }",
+    );
+    let c = ok(&text);
+    assert_eq!(
+        c.decisions[0].when,
+        Expr::Pred(Predicate::Route {
+            route: RouteId(0),
+            min: 0.7
+        })
+    );
+}
+
+#[test]
+fn keyword_literals_are_case_insensitive_and_escaped() {
+    let text = BASE.replace(
+        r#"regex: true, patterns: ["\\bfn\\b"]"#,
+        r#"patterns: ["c++", "Rust"]"#,
+    );
+    let c = ok(&text);
+    let m = &c.signals.keywords[0].matcher;
+    assert!(m.is_match("I love C++ and RUST"));
+    assert!(
+        !m.is_match("c+ only"),
+        "`+` is literal, not a regex quantifier"
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_its_path() {
+    let text = r#"
+server: { listen: "localhost-ish" }
+encoder: { max_tokens: 4000 }
+upstreams:
+  - { name: up, base_url: "ftp://x", timeout: "soon" }
+  - { name: up, base_url: "http://ok" }
+  - { name: third, base_url: "http://ok", colour: blue }
+models:
+  - { name: small, upstream: nowhere }
+  - { name: auto, upstream: up }
+signals:
+  routes:
+    - { name: math, examples: [] }
+  keywords:
+    - { name: bad, regex: true, patterns: ["(unclosed"] }
+decisions:
+  - { name: d1, when: { route: physics }, model: small }
+  - { name: d2, when: { all: [ { keyword: nope }, { tokens: { min: 9, max: 2 } } ] }, model: ghost }
+  - { name: passthrough, when: { any: [] }, model: auto }
+default: { model: ghost }
+"#;
+    let errs = errors(text);
+    for path in [
+        "server.listen",
+        "upstreams[2].colour",
+        "encoder.model_dir",
+        "encoder.max_tokens",
+        "upstreams[0].base_url",
+        "upstreams[0].timeout",
+        "upstreams[1].name",
+        "models[0].upstream",
+        "router.aliases[0]",
+        "signals.routes[0].examples",
+        "signals.keywords[0].patterns[0]",
+        "decisions[0].when.route",
+        "decisions[1].model",
+        "decisions[1].when.all[0].keyword",
+        "decisions[1].when.all[1].tokens",
+        "decisions[2].name",
+        "decisions[2].when.any",
+        "default.model",
+    ] {
+        assert!(
+            has(&errs, path),
+            "no error at `{path}` in:\n{}",
+            errs.join("\n")
+        );
+    }
+}
+
+#[test]
+fn type_errors_in_several_items_are_all_reported() {
+    let text = BASE.replace(
+        "  - { name: small, upstream: up }\n  - { name: big, upstream: up, upstream_model: org/big-70b }",
+        "  - { name: small, upstream: [up] }\n  - { name: big, upstream: up, weight: 3 }",
+    );
+    let errs = errors(&text);
+    assert!(has(&errs, "models[0].upstream"), "{errs:?}");
+    assert!(
+        has(&errs, "models[1].weight"),
+        "unknown field in item 1: {errs:?}"
+    );
+    assert!(errs.iter().any(|e| e.contains("weight")), "{errs:?}");
+}
+
+#[test]
+fn unknown_section_and_unknown_operator_are_named() {
+    let text = format!("{BASE}\nfallbacks: []\n");
+    let errs = errors(&text);
+    assert!(has(&errs, "fallbacks"), "{errs:?}");
+    let text = BASE.replace("when: { keyword: code }", "when: { xor: [] }");
+    let errs = errors(&text);
+    assert!(has(&errs, "decisions[0].when"), "{errs:?}");
+    assert!(errs.iter().any(|e| e.contains("xor")), "{errs:?}");
+}
+
+#[test]
+fn missing_default_and_bad_yaml_are_errors() {
+    let errs = errors(&BASE.replace("default: { model: small }", ""));
+    assert!(has(&errs, "default"), "{errs:?}");
+    let errs = errors("server: [unclosed");
+    assert!(has(&errs, "(file)"), "{errs:?}");
+    let errs = errors("- just\n- a list\n");
+    assert!(has(&errs, "(file)"), "{errs:?}");
+}
+
+#[test]
+fn error_report_counts_and_lists_every_error() {
+    let e = match parse("encoder: {}\nrouter: { aliases: [] }\n", Path::new(".")) {
+        Err(e) => e,
+        Ok(_) => panic!("accepted"),
+    };
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!("{} errors in configuration:", e.0.len())),
+        "{shown}"
+    );
+    assert_eq!(shown.lines().count(), e.0.len() + 1);
+}

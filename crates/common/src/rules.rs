@@ -1,0 +1,30 @@
+//! The validated rule tree: boolean expressions over signal predicates.
+//!
+//! The raw YAML form lives in [`crate::config::raw`]; validation resolves names
+//! to indices so evaluation (in the `decision` crate) never looks up a string.
+
+use crate::signals::{KeywordId, RouteId};
+
+/// A boolean expression over signal predicates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// True when every child is true (true when empty is rejected by validation).
+    All(Vec<Expr>),
+    /// True when any child is true.
+    Any(Vec<Expr>),
+    /// Negation.
+    Not(Box<Expr>),
+    /// A leaf predicate.
+    Pred(Predicate),
+}
+
+/// A test on one signal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Predicate {
+    /// Similarity to the route is at least `min`.
+    Route { route: RouteId, min: f32 },
+    /// The keyword rule matched.
+    Keyword(KeywordId),
+    /// Prompt length in tokens lies in `[min, max]` (both inclusive).
+    Tokens { min: u32, max: u32 },
+}

@@ -1,0 +1,45 @@
+//! Signals: what the classifier learned about one prompt.
+//!
+//! Signals are positional: `route_scores[i]` belongs to the i-th configured
+//! embedding route and `keywords[i]` to the i-th keyword rule, so the rule
+//! engine looks them up by index, never by name. Names are attached only at
+//! the edges (the dry-run endpoint).
+
+use serde::{Deserialize, Serialize};
+
+/// Index of an embedding route in [`crate::config::SignalsConfig::routes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RouteId(pub usize);
+
+/// Index of a keyword rule in [`crate::config::SignalsConfig::keywords`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KeywordId(pub usize);
+
+/// Signals computed for one prompt.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Signals {
+    /// Cosine similarity of the prompt to each embedding route (the best
+    /// match among the route's examples), in configuration order.
+    pub route_scores: Vec<f32>,
+    /// Whether each keyword rule matched, in configuration order.
+    pub keywords: Vec<bool>,
+    /// Length of the prompt in encoder tokens, before truncation, including
+    /// the two special tokens.
+    pub prompt_tokens: u32,
+    /// The prompt was longer than the encoder's maximum and was truncated
+    /// before embedding (the length signal still counts every token).
+    pub truncated: bool,
+}
+
+impl Signals {
+    /// Similarity to a route; `None` when the signal is missing (a degraded
+    /// classifier), which no predicate treats as a match.
+    pub fn route_score(&self, id: RouteId) -> Option<f32> {
+        self.route_scores.get(id.0).copied()
+    }
+
+    /// Whether a keyword rule matched; false for an unknown index.
+    pub fn keyword(&self, id: KeywordId) -> bool {
+        self.keywords.get(id.0).copied().unwrap_or(false)
+    }
+}

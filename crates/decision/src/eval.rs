@@ -1,0 +1,175 @@
+//! Rule evaluation and decision selection.
+
+use routemesh_common::Signals;
+use routemesh_common::config::{Config, ModelId};
+use routemesh_common::rules::{Expr, Predicate};
+
+/// The outcome of [`decide`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decided<'c> {
+    /// Name of the decision taken (the default's name when nothing matched).
+    pub name: &'c str,
+    /// Model the decision names.
+    pub model: ModelId,
+    /// Whether a rule matched (false: the default was taken).
+    pub matched: bool,
+}
+
+/// Evaluates one rule against the signals.
+pub fn eval(expr: &Expr, s: &Signals) -> bool {
+    match expr {
+        Expr::All(children) => children.iter().all(|c| eval(c, s)),
+        Expr::Any(children) => children.iter().any(|c| eval(c, s)),
+        Expr::Not(inner) => !eval(inner, s),
+        Expr::Pred(p) => pred(p, s),
+    }
+}
+
+fn pred(p: &Predicate, s: &Signals) -> bool {
+    match *p {
+        Predicate::Route { route, min } => s.route_score(route).is_some_and(|x| x >= min),
+        Predicate::Keyword(k) => s.keyword(k),
+        Predicate::Tokens { min, max } => (min..=max).contains(&s.prompt_tokens),
+    }
+}
+
+/// Picks the first decision, in priority order, whose rule holds.
+pub fn decide<'c>(config: &'c Config, signals: &Signals) -> Decided<'c> {
+    config
+        .decisions
+        .iter()
+        .find(|d| eval(&d.when, signals))
+        .map(|d| Decided {
+            name: &d.name,
+            model: d.model,
+            matched: true,
+        })
+        .unwrap_or(Decided {
+            name: &config.default.name,
+            model: config.default.model,
+            matched: false,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use routemesh_common::signals::{KeywordId, RouteId};
+
+    use super::*;
+
+    const CONFIG: &str = r#"
+encoder: { model_dir: m }
+upstreams: [ { name: up, base_url: "http://127.0.0.1:1" } ]
+models:
+  - { name: coder, upstream: up }
+  - { name: mathy, upstream: up }
+  - { name: tiny, upstream: up }
+signals:
+  routes:
+    - { name: math, threshold: 0.5, examples: [x] }
+    - { name: chat, threshold: 0.3, examples: [y] }
+  keywords:
+    - { name: code, patterns: [fn] }
+decisions:
+  - name: code
+    priority: 20
+    when: { keyword: code }
+    model: coder
+  - name: math
+    priority: 10
+    when: { any: [ { route: math }, { all: [ { route: { name: chat, min: 0.9 } }, { tokens: { min: 100 } } ] } ] }
+    model: mathy
+  - name: chat
+    priority: 10
+    when: { all: [ { route: chat }, { not: { keyword: code } }, { tokens: { max: 20 } } ] }
+    model: tiny
+default: { name: fallback, model: coder }
+"#;
+
+    fn config() -> Config {
+        match routemesh_common::config::parse(CONFIG, Path::new(".")) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn signals(math: f32, chat: f32, code: bool, tokens: u32) -> Signals {
+        Signals {
+            route_scores: vec![math, chat],
+            keywords: vec![code],
+            prompt_tokens: tokens,
+            truncated: false,
+        }
+    }
+
+    /// Runs [`decide`] and returns the decision's name and its model's name.
+    fn check(s: Signals) -> (String, String, bool) {
+        let c = config();
+        let d = decide(&c, &s);
+        (d.name.to_owned(), c.model(d.model).name.clone(), d.matched)
+    }
+
+    #[test]
+    fn higher_priority_wins_when_several_match() {
+        assert_eq!(
+            check(signals(0.9, 0.9, true, 5)),
+            ("code".into(), "coder".into(), true)
+        );
+    }
+
+    #[test]
+    fn equal_priority_keeps_file_order() {
+        // Both `math` and `chat` (priority 10) hold; `math` comes first.
+        assert_eq!(check(signals(0.6, 0.5, false, 5)).0, "math");
+    }
+
+    #[test]
+    fn thresholds_are_inclusive() {
+        assert_eq!(check(signals(0.5, 0.0, false, 5)).0, "math");
+        assert_eq!(check(signals(0.4999, 0.0, false, 5)).0, "fallback");
+    }
+
+    #[test]
+    fn not_and_token_range_guard_the_chat_decision() {
+        assert_eq!(check(signals(0.0, 0.35, false, 20)).0, "chat");
+        assert_eq!(
+            check(signals(0.0, 0.35, false, 21)).0,
+            "fallback",
+            "tokens max is inclusive"
+        );
+    }
+
+    #[test]
+    fn nested_all_inside_any() {
+        assert_eq!(check(signals(0.0, 0.95, false, 150)).0, "math");
+        assert_eq!(check(signals(0.0, 0.95, false, 99)).0, "fallback");
+    }
+
+    #[test]
+    fn default_when_nothing_matches() {
+        assert_eq!(
+            check(signals(0.1, 0.1, false, 50)),
+            ("fallback".into(), "coder".into(), false)
+        );
+    }
+
+    #[test]
+    fn missing_signals_never_match() {
+        // A degraded classifier may return no scores: predicates read them as absent.
+        let s = Signals {
+            prompt_tokens: 5,
+            ..Signals::default()
+        };
+        assert!(!eval(
+            &Expr::Pred(Predicate::Route {
+                route: RouteId(0),
+                min: -1.0
+            }),
+            &s
+        ));
+        assert!(!eval(&Expr::Pred(Predicate::Keyword(KeywordId(0))), &s));
+        assert_eq!(check(s).0, "fallback");
+    }
+}

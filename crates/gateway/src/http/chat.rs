@@ -1,0 +1,111 @@
+//! `POST /v1/chat/completions`: plan the request, forward it, relay the answer.
+//!
+//! The upstream's body is relayed as it arrives, chunk by chunk, for both
+//! streaming (SSE) and plain responses: the gateway never buffers an answer.
+
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderName, HeaderValue, header};
+
+use super::error::ApiError;
+use super::meta::{self, Trace};
+use super::openai;
+use crate::pipeline;
+use crate::state::AppState;
+
+pub(super) async fn chat_completions(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut trace = Trace::start();
+    let mut resp = match handle(&state, body, &mut trace).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    };
+    trace.finish(&mut resp);
+    tracing::info!(
+        request_id = %trace.id,
+        decision = trace.decision.as_deref().unwrap_or("-"),
+        model = trace.model.as_deref().unwrap_or("-"),
+        status = resp.status().as_u16(),
+        ms = trace.started.elapsed().as_secs_f64() * 1e3,
+        "chat completion"
+    );
+    resp
+}
+
+async fn handle(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    trace: &mut Trace,
+) -> Result<Response, ApiError> {
+    let body = meta::body(body, state.config.server.max_body_bytes)?;
+    let mut req = openai::parse_chat(&body)?;
+    let prompt = std::mem::take(&mut req.prompt);
+    let plan = pipeline::plan(state, &req.model, prompt).await?;
+    if let Some(r) = &plan.routed {
+        trace.stages.push(("classify", r.classify));
+        trace.stages.push(("decide", r.decide));
+    }
+    let model = state.config.model(plan.model);
+    trace.decision = Some(plan.decision);
+    trace.model = Some(model.name.clone());
+
+    let upstream_body = req
+        .upstream_body(&model.upstream_model)
+        .map_err(|e| ApiError::bad_request(format!("cannot re-encode the request: {e}"), None))?;
+    let started = Instant::now();
+    let upstream = state
+        .upstreams
+        .send_chat(model.upstream, upstream_body.into())
+        .await?;
+    trace.stages.push(("upstream", started.elapsed()));
+    Ok(relay(upstream))
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
+/// plus framing the gateway redoes itself.
+const NOT_RELAYED: &[HeaderName] = &[
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::CONTENT_LENGTH,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Streams the upstream's status, headers and body back to the client.
+fn relay(upstream: reqwest::Response) -> Response {
+    let status = upstream.status();
+    let mut headers = upstream.headers().clone();
+    for name in NOT_RELAYED {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    let routemesh: Vec<_> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-routemesh-"))
+        .cloned()
+        .collect();
+    for name in routemesh {
+        headers.remove(name);
+    }
+    let sse = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    if sse {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    }
+    let mut resp = Response::new(Body::from_stream(upstream.bytes_stream()));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}

@@ -1,0 +1,141 @@
+//! API errors and their one mapping to HTTP status + OpenAI error body.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use routemesh_classifier_worker::ClassifyError;
+use serde::Serialize;
+
+use crate::pipeline::PlanError;
+use crate::upstream::UpstreamError;
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed JSON, a missing or ill-typed field.
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        param: Option<String>,
+    },
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error(
+        "the model `{model}` does not exist; GET /v1/models lists the models and router aliases"
+    )]
+    ModelNotFound { model: String },
+    #[error("no route for {method} {path}")]
+    NoSuchEndpoint { method: String, path: String },
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("the router is starting: the encoder model is still loading")]
+    NotReady,
+    #[error("{0}")]
+    Classify(#[from] ClassifyError),
+    #[error("{0}")]
+    Upstream(#[from] UpstreamError),
+}
+
+impl From<PlanError> for ApiError {
+    fn from(e: PlanError) -> Self {
+        match e {
+            PlanError::UnknownModel(model) => Self::ModelNotFound { model },
+            PlanError::NotReady => Self::NotReady,
+            PlanError::Classify(e) => Self::Classify(e),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>, param: Option<String>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            param,
+        }
+    }
+
+    /// Status, OpenAI error `type`, and `code`.
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            Self::BadRequest { .. } => (S::BAD_REQUEST, "invalid_request_error", "invalid_request"),
+            Self::PayloadTooLarge { .. } => (
+                S::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+            ),
+            Self::ModelNotFound { .. } => {
+                (S::NOT_FOUND, "invalid_request_error", "model_not_found")
+            }
+            Self::NoSuchEndpoint { .. } => (S::NOT_FOUND, "invalid_request_error", "unknown_url"),
+            Self::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "method_not_allowed",
+            ),
+            Self::NotReady => (S::SERVICE_UNAVAILABLE, "service_unavailable", "not_ready"),
+            Self::Classify(ClassifyError::Overloaded { .. }) => (
+                S::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "classifier_overloaded",
+            ),
+            Self::Classify(_) => (
+                S::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "classifier_failed",
+            ),
+            Self::Upstream(UpstreamError::Unreachable { .. }) => {
+                (S::BAD_GATEWAY, "upstream_error", "upstream_unreachable")
+            }
+            Self::Upstream(UpstreamError::Timeout { .. }) => {
+                (S::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout")
+            }
+        }
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            Self::BadRequest { param, .. } => param.as_deref(),
+            Self::ModelNotFound { .. } => Some("model"),
+            _ => None,
+        }
+    }
+}
+
+/// `{"error": {...}}` as the OpenAI API writes it.
+#[derive(Debug, Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorDetail<'a> {
+    message: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, code) = self.parts();
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), code, error = %self, "request failed");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                message: self.to_string(),
+                kind,
+                param: self.param(),
+                code,
+            },
+        };
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}

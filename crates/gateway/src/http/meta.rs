@@ -1,0 +1,77 @@
+//! Per-request metadata: the request id, the `x-routemesh-*` headers and the
+//! `Server-Timing` header.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::response::Response;
+use http::{HeaderValue, StatusCode};
+
+use super::error::ApiError;
+use super::{HEADER_DECISION, HEADER_MODEL, HEADER_REQUEST_ID};
+
+/// What the gateway learned about a request, written into response headers
+/// whether the request succeeded or not.
+#[derive(Debug)]
+pub(super) struct Trace {
+    pub(super) id: String,
+    pub(super) started: Instant,
+    pub(super) decision: Option<String>,
+    pub(super) model: Option<String>,
+    /// `(stage, duration)` in the order they happened.
+    pub(super) stages: Vec<(&'static str, Duration)>,
+}
+
+impl Trace {
+    pub(super) fn start() -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            started: Instant::now(),
+            decision: None,
+            model: None,
+            stages: Vec::with_capacity(4),
+        }
+    }
+
+    /// `classify;dur=1.234, decide;dur=0.004, upstream;dur=20.5, total;dur=22.1`
+    /// (milliseconds), as the Server-Timing standard writes it.
+    fn server_timing(&self) -> String {
+        let mut out = String::new();
+        let total = ("total", self.started.elapsed());
+        for (name, d) in self.stages.iter().chain(std::iter::once(&total)) {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            let _ = write!(out, "{name};dur={:.3}", d.as_secs_f64() * 1e3);
+        }
+        out
+    }
+
+    /// Adds the `x-routemesh-*` and `server-timing` headers.
+    pub(super) fn finish(&self, resp: &mut Response) {
+        let headers = resp.headers_mut();
+        let mut set = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(name, v);
+            }
+        };
+        set(HEADER_REQUEST_ID, &self.id);
+        if let Some(d) = &self.decision {
+            set(HEADER_DECISION, d);
+        }
+        if let Some(m) = &self.model {
+            set(HEADER_MODEL, m);
+        }
+        set("server-timing", &self.server_timing());
+    }
+}
+
+/// The request body, or the API error for a body we could not read.
+pub(super) fn body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit },
+        _ => ApiError::bad_request(format!("cannot read the request body: {rejection}"), None),
+    })
+}

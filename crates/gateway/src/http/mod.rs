@@ -1,0 +1,91 @@
+//! The HTTP surface: OpenAI-compatible endpoints, health, and the dry run.
+//!
+//! The only module that knows the OpenAI wire format ([`openai`]) and maps
+//! errors to HTTP ([`error`]).
+
+mod chat;
+pub mod error;
+mod meta;
+pub mod openai;
+mod route;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{Method, StatusCode, Uri};
+use serde_json::json;
+
+use self::error::ApiError;
+use crate::state::AppState;
+
+/// Response header naming the decision taken (or `passthrough`).
+pub const HEADER_DECISION: &str = "x-routemesh-decision";
+/// Response header naming the model that answered.
+pub const HEADER_MODEL: &str = "x-routemesh-model";
+/// Response header carrying the gateway's id for the request.
+pub const HEADER_REQUEST_ID: &str = "x-routemesh-request-id";
+
+/// The gateway's routes.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.server.max_body_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/route", post(route::dry_run))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// `GET /v1/models`: router aliases first, then every configured model.
+async fn models(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let config = &state.config;
+    let aliases = config
+        .router
+        .aliases
+        .iter()
+        .map(|a| json!({ "id": a, "object": "model", "created": 0, "owned_by": "routemesh" }));
+    let models = config.models.iter().map(|m| {
+        json!({
+            "id": m.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": config.upstream(m.upstream).name,
+        })
+    });
+    Json(json!({ "object": "list", "data": aliases.chain(models).collect::<Vec<_>>() }))
+}
+
+/// `GET /healthz`: the process is up.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 once the encoder has loaded, 503 before.
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.classifier().is_some() {
+        Json(json!({ "status": "ready" })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "loading" })),
+        )
+            .into_response()
+    }
+}
+
+async fn fallback(method: Method, uri: Uri) -> ApiError {
+    ApiError::NoSuchEndpoint {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

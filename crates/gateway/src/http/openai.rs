@@ -1,0 +1,218 @@
+//! The OpenAI chat-completions wire format: parsing and validating requests.
+//!
+//! The request is kept as the JSON object the client sent, so every field we
+//! do not interpret (tools, sampling parameters, vendor extensions) reaches
+//! the upstream untouched; a typed view checks the fields we rely on.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+
+/// A validated chat-completions request.
+#[derive(Debug)]
+pub struct ChatRequest {
+    /// The request as sent; forwarded with `model` rewritten.
+    pub body: Map<String, Value>,
+    /// The model the client asked for: an alias or a configured model.
+    pub model: String,
+    pub stream: bool,
+    /// The text the router classifies: the last user message.
+    pub prompt: String,
+}
+
+impl ChatRequest {
+    /// The body to send upstream, asking for `upstream_model`.
+    pub fn upstream_body(mut self, upstream_model: &str) -> Result<Vec<u8>, serde_json::Error> {
+        self.body
+            .insert("model".into(), Value::String(upstream_model.to_owned()));
+        serde_json::to_vec(&self.body)
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatView {
+    model: String,
+    messages: Vec<MessageView>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct MessageView {
+    role: Role,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+#[derive(Deserialize, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "a string or an array of content parts")]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+impl Content {
+    fn text(&self) -> String {
+        match self {
+            Content::Text(t) => t.clone(),
+            Content::Parts(parts) => parts
+                .iter()
+                .filter(|p| p.kind == "text")
+                .filter_map(|p| p.text.as_deref())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+/// Parses and validates a chat-completions body.
+pub fn parse_chat(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(format!("the request body is not valid JSON: {e}"), None)
+    })?;
+    let not_object = || ApiError::bad_request("the request body must be a JSON object", None);
+    if !value.is_object() {
+        return Err(not_object());
+    }
+    let view = serde_path_to_error::deserialize::<_, ChatView>(&value).map_err(|e| {
+        let path = e.path().to_string();
+        let param = (path != ".").then_some(path);
+        let message = match &param {
+            Some(p) => format!("{p}: {}", e.inner()),
+            None => e.inner().to_string(),
+        };
+        ApiError::bad_request(message, param)
+    })?;
+    match value {
+        Value::Object(body) => finish(view, body),
+        _ => Err(not_object()),
+    }
+}
+
+fn finish(view: ChatView, body: Map<String, Value>) -> Result<ChatRequest, ApiError> {
+    if view.model.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "model must not be empty",
+            Some("model".into()),
+        ));
+    }
+    if view.messages.is_empty() {
+        return Err(ApiError::bad_request(
+            "messages must not be empty",
+            Some("messages".into()),
+        ));
+    }
+    let last_user = view.messages.iter().rev().find(|m| m.role == Role::User);
+    let source = last_user.or_else(|| view.messages.iter().rev().find(|m| m.content.is_some()));
+    let prompt = source
+        .and_then(|m| m.content.as_ref())
+        .map(Content::text)
+        .unwrap_or_default();
+    Ok(ChatRequest {
+        body,
+        model: view.model,
+        stream: view.stream.unwrap_or(false),
+        prompt,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> (String, Option<String>) {
+        match parse_chat(body.as_bytes()) {
+            Err(ApiError::BadRequest { message, param }) => (message, param),
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn routes_on_the_last_user_message_and_keeps_other_fields() {
+        let r = parse_chat(
+            br#"{"model":"auto","temperature":0.2,"tools":[],"messages":[
+                {"role":"system","content":"be brief"},
+                {"role":"user","content":"first"},
+                {"role":"assistant","content":null,"tool_calls":[]},
+                {"role":"user","content":[{"type":"text","text":"second"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"part"}]}
+            ]}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.prompt, "second\npart");
+        assert!(!r.stream);
+        let out: Value = serde_json::from_slice(&r.upstream_body("org/m").unwrap_or_default())
+            .unwrap_or_default();
+        assert_eq!(out["model"], "org/m");
+        assert_eq!(out["temperature"], 0.2);
+        assert_eq!(out["messages"][2]["tool_calls"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn errors_name_the_offending_field() {
+        assert_eq!(err(r#"{"model":"auto"}"#).1, None);
+        assert!(err(r#"{"model":"auto"}"#).0.contains("messages"));
+        assert_eq!(
+            err(r#"{"model":7,"messages":[]}"#).1.as_deref(),
+            Some("model")
+        );
+        assert_eq!(
+            err(r#"{"model":"a","messages":[{"role":"robot","content":"x"}]}"#)
+                .1
+                .as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            err(r#"{"model":"a","messages":[{"role":"user","content":5}]}"#)
+                .1
+                .as_deref(),
+            Some("messages[0].content")
+        );
+        assert_eq!(
+            err(r#"{"model":"a","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#)
+                .1
+                .as_deref(),
+            Some("stream")
+        );
+        assert_eq!(
+            err(r#"{"model":"a","messages":[]}"#).1.as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            err(r#"{"model":" ","messages":[{"role":"user","content":"x"}]}"#)
+                .1
+                .as_deref(),
+            Some("model")
+        );
+    }
+
+    #[test]
+    fn malformed_json_and_non_objects_are_bad_requests() {
+        assert!(
+            err(r#"{"model": "auto", "messages": [}"#)
+                .0
+                .contains("not valid JSON")
+        );
+        assert!(err("[1,2]").0.contains("JSON object"));
+        assert!(err("").0.contains("not valid JSON"));
+    }
+}

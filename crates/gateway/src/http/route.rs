@@ -1,0 +1,135 @@
+//! `POST /v1/route`: the dry run. Plans a chat request exactly as
+//! `/v1/chat/completions` would and returns the signals, the decision, the
+//! chosen model and per-stage timings; nothing is forwarded.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::error::ApiError;
+use super::meta::{self, Trace};
+use super::openai;
+use crate::pipeline::{self, RoutePlan};
+use crate::state::AppState;
+
+#[derive(Debug, Serialize)]
+struct DryRun<'a> {
+    request_id: &'a str,
+    requested_model: &'a str,
+    routed: bool,
+    decision: DecisionView<'a>,
+    model: ModelView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signals: Option<SignalsView<'a>>,
+    timings_ms: BTreeMap<&'static str, f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch_size: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct DecisionView<'a> {
+    name: &'a str,
+    /// False when no rule matched and the default was taken.
+    matched: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ModelView<'a> {
+    name: &'a str,
+    upstream: &'a str,
+    upstream_model: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct SignalsView<'a> {
+    routes: BTreeMap<&'a str, f32>,
+    keywords: BTreeMap<&'a str, bool>,
+    prompt_tokens: u32,
+    truncated: bool,
+}
+
+pub(super) async fn dry_run(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut trace = Trace::start();
+    let mut resp = match handle(&state, body, &mut trace).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    };
+    trace.finish(&mut resp);
+    resp
+}
+
+async fn handle(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    trace: &mut Trace,
+) -> Result<Response, ApiError> {
+    let body = meta::body(body, state.config.server.max_body_bytes)?;
+    let mut req = openai::parse_chat(&body)?;
+    let prompt = std::mem::take(&mut req.prompt);
+    let plan = pipeline::plan(state, &req.model, prompt).await?;
+    let config = &state.config;
+    let model = config.model(plan.model);
+    trace.decision = Some(plan.decision.clone());
+    trace.model = Some(model.name.clone());
+
+    let RoutePlan {
+        decision, routed, ..
+    } = &plan;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let mut timings = BTreeMap::new();
+    let signals = routed.as_ref().map(|r| {
+        let t = &r.classified.timings;
+        timings.insert("queue", ms(t.queue));
+        timings.insert("tokenize", ms(t.tokenize));
+        timings.insert("forward", ms(t.forward));
+        timings.insert("signals", ms(t.signals));
+        timings.insert("classify", ms(r.classify));
+        timings.insert("decide", ms(r.decide));
+        let s = &r.classified.signals;
+        SignalsView {
+            routes: config
+                .signals
+                .routes
+                .iter()
+                .map(|r| r.name.as_str())
+                .zip(s.route_scores.iter().copied())
+                .collect(),
+            keywords: config
+                .signals
+                .keywords
+                .iter()
+                .map(|k| k.name.as_str())
+                .zip(s.keywords.iter().copied())
+                .collect(),
+            prompt_tokens: s.prompt_tokens,
+            truncated: s.truncated,
+        }
+    });
+    timings.insert("total", ms(trace.started.elapsed()));
+    let view = DryRun {
+        request_id: &trace.id,
+        requested_model: &req.model,
+        routed: routed.is_some(),
+        decision: DecisionView {
+            name: decision,
+            matched: routed.as_ref().is_some_and(|r| r.matched),
+        },
+        model: ModelView {
+            name: &model.name,
+            upstream: &config.upstream(model.upstream).name,
+            upstream_model: &model.upstream_model,
+        },
+        signals,
+        timings_ms: timings,
+        batch_size: routed.as_ref().map(|r| r.classified.batch_size),
+    };
+    Ok(Json(view).into_response())
+}

@@ -1,0 +1,16 @@
+//! The routemesh gateway: an OpenAI-compatible HTTP front that routes each
+//! request to the model that fits it.
+//!
+//! [`http`] is the only module that knows the OpenAI wire format;
+//! [`pipeline`] turns a request into a [`pipeline::RoutePlan`] (classify,
+//! decide); [`upstream`] forwards to the chosen model's upstream; [`server`]
+//! wires state, listener, readiness and shutdown.
+
+#![forbid(unsafe_code)]
+
+pub mod config_file;
+pub mod http;
+pub mod pipeline;
+pub mod server;
+pub mod state;
+pub mod upstream;

@@ -1,0 +1,126 @@
+//! `routemesh`: the gateway binary. Parses the command line, loads the
+//! config, runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use routemesh_gateway::config_file::{self, LoadError};
+use routemesh_gateway::server::{self, ServeError};
+
+/// Exit code for an invalid configuration (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+/// Exit code for a missing model file (EX_NOINPUT).
+const EXIT_NO_MODEL: u8 = 66;
+
+/// routemesh: a semantic router for LLM traffic.
+///
+/// Point any OpenAI client at the gateway with `model: "auto"` and each
+/// request is answered by the configured model that fits it; a configured
+/// model name passes straight through.
+#[derive(Debug, Parser)]
+#[command(name = "routemesh", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (embedded mode: encoder, rules and upstreams in one process).
+    ///
+    /// Prints `routemesh listening on http://ADDR` once bound and
+    /// `routemesh ready` once the encoder has loaded (GET /readyz turns 200).
+    Serve {
+        /// The YAML configuration file (see config/example.yaml).
+        #[arg(short, long, env = "ROUTEMESH_CONFIG")]
+        config: PathBuf,
+        /// Listen on this address instead of `server.listen` (e.g. 127.0.0.1:0).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate a configuration file, print every error with its key path,
+    /// and exit 0 (valid) or 64 (invalid).
+    CheckConfig {
+        /// The YAML configuration file.
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ROUTEMESH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Serve { config, listen } => serve(&config, listen),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<routemesh_common::Config, ExitCode> {
+    config_file::load(path).map_err(|e| {
+        eprintln!("routemesh: {e}");
+        match e {
+            LoadError::Read { .. } | LoadError::Invalid { .. } => ExitCode::from(EXIT_CONFIG),
+        }
+    })
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match load(path) {
+        Ok(c) => {
+            println!(
+                "{}: OK ({} upstreams, {} models, {} routes, {} keyword rules, {} decisions + default `{}`)",
+                path.display(),
+                c.upstreams.len(),
+                c.models.len(),
+                c.signals.routes.len(),
+                c.signals.keywords.len(),
+                c.decisions.len(),
+                c.default.name,
+            );
+            if let Err(e) = server::check_model_files(&c) {
+                println!("warning: {e}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn serve(path: &std::path::Path, listen: Option<SocketAddr>) -> ExitCode {
+    let mut config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("routemesh: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ ServeError::ModelMissing { .. }) => {
+            eprintln!("routemesh: {e}");
+            ExitCode::from(EXIT_NO_MODEL)
+        }
+        Err(e) => {
+            eprintln!("routemesh: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

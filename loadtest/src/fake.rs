@@ -1,0 +1,348 @@
+//! A FAKE OpenAI-compatible upstream: a test fixture and load-harness target, not a model.
+//!
+//! It answers `POST /v1/chat/completions` (JSON or SSE streaming) with canned or echoed words,
+//! with controllable latency, token rate, reply length and injected failures, so the gateway can
+//! be tested and benchmarked without a GPU. It also serves `GET /v1/models`, `GET /healthz` and
+//! `GET /stats` (`{"requests": N}`: chat requests seen). Every response carries
+//! `x-fake-upstream: NAME`.
+
+mod wire;
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use self::wire::{ChatRequest, Envelope, Usage};
+
+/// The response header naming the fake that answered.
+pub const IDENTITY_HEADER: &str = "x-fake-upstream";
+
+/// How a fake upstream behaves.
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    /// Identity: sent in `x-fake-upstream` and as the first word of canned replies.
+    pub name: String,
+    /// Models this fake serves; empty means any model is accepted.
+    pub served_models: Vec<String>,
+    /// Time before the first byte of every chat response (headers included).
+    pub latency: Duration,
+    /// Token rate: streamed chunks are spaced `1/rate` s and non-streaming replies wait
+    /// `tokens/rate` s more. `0` means unlimited.
+    pub tokens_per_sec: f64,
+    /// Words in a canned reply (before `max_tokens` capping).
+    pub reply_tokens: u32,
+    /// Fraction in `[0, 1]` of valid requests answered with HTTP 500.
+    pub error_rate: f64,
+    /// Seed of the RNG that draws injected failures.
+    pub seed: u64,
+    /// Reply with the last user message's text instead of canned words.
+    pub echo: bool,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        Self {
+            name: "fake".to_owned(),
+            served_models: Vec::new(),
+            latency: Duration::ZERO,
+            tokens_per_sec: 0.0,
+            reply_tokens: 16,
+            error_rate: 0.0,
+            seed: 0,
+            echo: false,
+        }
+    }
+}
+
+/// A [`FakeConfig`] that cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum FakeConfigError {
+    #[error("name {0:?} must be non-empty and a valid HTTP header value")]
+    Name(String),
+    #[error("error rate {0} must be within [0, 1]")]
+    ErrorRate(f64),
+    #[error("tokens per second {0} must be a finite number >= 0")]
+    TokensPerSec(f64),
+}
+
+impl FakeConfig {
+    /// Checks the values a command line or a test could get wrong.
+    pub fn validate(&self) -> Result<(), FakeConfigError> {
+        self.identity().map(drop)?;
+        if !(0.0..=1.0).contains(&self.error_rate) {
+            return Err(FakeConfigError::ErrorRate(self.error_rate));
+        }
+        if !self.tokens_per_sec.is_finite() || self.tokens_per_sec < 0.0 {
+            return Err(FakeConfigError::TokensPerSec(self.tokens_per_sec));
+        }
+        Ok(())
+    }
+
+    fn identity(&self) -> Result<HeaderValue, FakeConfigError> {
+        HeaderValue::from_str(&self.name)
+            .ok()
+            .filter(|_| !self.name.is_empty())
+            .ok_or_else(|| FakeConfigError::Name(self.name.clone()))
+    }
+
+    /// Time to produce `tokens` tokens at the configured rate (zero when unlimited).
+    fn token_time(&self, tokens: usize) -> Duration {
+        if self.tokens_per_sec > 0.0 {
+            Duration::try_from_secs_f64(tokens as f64 / self.tokens_per_sec)
+                .unwrap_or(Duration::MAX)
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+/// Shared state of one fake.
+#[derive(Debug)]
+struct Fake {
+    cfg: FakeConfig,
+    requests: AtomicU64,
+    rng: Mutex<StdRng>,
+}
+
+impl Fake {
+    fn serves(&self, model: &str) -> bool {
+        self.cfg.served_models.is_empty() || self.cfg.served_models.iter().any(|m| m == model)
+    }
+
+    /// Draws once per valid request, so a seed gives the same failure sequence every run.
+    fn should_fail(&self) -> bool {
+        let mut rng = self
+            .rng
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        rng.random::<f64>() < self.cfg.error_rate
+    }
+}
+
+/// Builds the fake's router. Fails only if `cfg` does not [validate](FakeConfig::validate).
+pub fn router(cfg: FakeConfig) -> Result<Router, FakeConfigError> {
+    cfg.validate()?;
+    let identity = cfg.identity()?;
+    let fake = Arc::new(Fake {
+        rng: Mutex::new(StdRng::seed_from_u64(cfg.seed)),
+        requests: AtomicU64::new(0),
+        cfg,
+    });
+    let header = HeaderName::from_static(IDENTITY_HEADER);
+    Ok(Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(healthz))
+        .route("/stats", get(stats))
+        .fallback(not_found)
+        .with_state(fake)
+        .layer(axum::middleware::map_response(move |mut res: Response| {
+            let (header, identity) = (header.clone(), identity.clone());
+            async move {
+                res.headers_mut().insert(header, identity);
+                res
+            }
+        })))
+}
+
+/// Serves a fake on an already-bound listener until the process ends.
+pub async fn serve(cfg: FakeConfig, listener: TcpListener) -> Result<(), FakeError> {
+    let app = router(cfg)?;
+    axum::serve(listener, app).await.map_err(FakeError::Io)
+}
+
+/// Why [`serve`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FakeError {
+    #[error("invalid fake-upstream configuration: {0}")]
+    Config(#[from] FakeConfigError),
+    #[error("fake-upstream server failed: {0}")]
+    Io(std::io::Error),
+}
+
+async fn chat(State(fake): State<Arc<Fake>>, body: Bytes) -> Response {
+    let seq = fake.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let request = match wire::parse_request(&body) {
+        Ok(request) => request,
+        Err(message) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &message,
+                "invalid_request_error",
+                None,
+                None,
+            );
+        }
+    };
+    if !fake.serves(&request.model) {
+        let message = format!("The model `{}` does not exist.", request.model);
+        return error(
+            StatusCode::NOT_FOUND,
+            &message,
+            "invalid_request_error",
+            Some("model"),
+            Some("model_not_found"),
+        );
+    }
+    let fail = fake.should_fail();
+    if !fake.cfg.latency.is_zero() {
+        tokio::time::sleep(fake.cfg.latency).await;
+    }
+    if fail {
+        let message = format!("Injected failure from fake upstream `{}`.", fake.cfg.name);
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &message,
+            "server_error",
+            None,
+            None,
+        );
+    }
+    let reply = Reply::new(&fake.cfg, &request, seq);
+    if request.is_stream() {
+        stream_reply(&fake.cfg, reply, request.include_usage())
+    } else {
+        let wait = fake.cfg.token_time(reply.pieces.len());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let content = reply.pieces.concat();
+        Json(wire::completion(
+            &reply.env,
+            &content,
+            reply.finish,
+            reply.usage,
+        ))
+        .into_response()
+    }
+}
+
+/// What the fake answers to one valid request.
+#[derive(Debug)]
+struct Reply {
+    env: Envelope,
+    pieces: Vec<String>,
+    finish: &'static str,
+    usage: Usage,
+}
+
+impl Reply {
+    fn new(cfg: &FakeConfig, request: &ChatRequest, seq: u64) -> Self {
+        let mut pieces = if cfg.echo {
+            wire::split_pieces(&request.last_user_text())
+        } else {
+            wire::canned_pieces(&cfg.name, cfg.reply_tokens)
+        };
+        let limit = request
+            .token_limit()
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let finish = if pieces.len() > limit {
+            pieces.truncate(limit);
+            "length"
+        } else {
+            "stop"
+        };
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            env: Envelope {
+                id: format!("chatcmpl-{}-{seq}", cfg.name),
+                created,
+                model: request.model.clone(),
+            },
+            usage: Usage {
+                prompt: request.prompt_tokens(),
+                completion: pieces.len() as u64,
+            },
+            pieces,
+            finish,
+        }
+    }
+}
+
+/// An SSE response whose chunks are produced (and flushed) one at a time, spaced by the rate.
+fn stream_reply(cfg: &FakeConfig, reply: Reply, include_usage: bool) -> Response {
+    let spacing = cfg.token_time(1);
+    let env = &reply.env;
+    let mut events = Vec::with_capacity(reply.pieces.len() + 4);
+    let first = wire::chunk(env, json!({ "role": "assistant", "content": "" }), None);
+    events.push((Duration::ZERO, first.to_string()));
+    for piece in &reply.pieces {
+        let chunk = wire::chunk(env, json!({ "content": piece }), None);
+        events.push((spacing, chunk.to_string()));
+    }
+    let last = wire::chunk(env, json!({}), Some(reply.finish));
+    events.push((Duration::ZERO, last.to_string()));
+    if include_usage {
+        events.push((
+            Duration::ZERO,
+            wire::usage_chunk(env, reply.usage).to_string(),
+        ));
+    }
+    events.push((Duration::ZERO, "[DONE]".to_owned()));
+
+    let body = futures_util::stream::iter(events).then(|(wait, payload)| async move {
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        Ok::<_, Infallible>(Bytes::from(wire::sse_event(&payload)))
+    });
+    let mut res = Response::new(Body::from_stream(body));
+    let headers = res.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}
+
+async fn models(State(fake): State<Arc<Fake>>) -> Json<Value> {
+    let data: Vec<Value> = fake
+        .cfg
+        .served_models
+        .iter()
+        .map(|id| json!({ "id": id, "object": "model", "created": 0, "owned_by": fake.cfg.name }))
+        .collect();
+    Json(json!({ "object": "list", "data": data }))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn stats(State(fake): State<Arc<Fake>>) -> Json<Value> {
+    Json(json!({ "requests": fake.requests.load(Ordering::Relaxed) }))
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "Unknown path.",
+        "invalid_request_error",
+        None,
+        None,
+    )
+}
+
+fn error(
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Response {
+    (status, Json(wire::error_body(message, kind, param, code))).into_response()
+}
