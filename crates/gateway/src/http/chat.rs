@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -12,16 +13,17 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, header};
 
 use super::error::ApiError;
-use super::meta::{self, Trace};
+use super::meta::{self, RequestId, Trace};
 use super::openai;
 use crate::pipeline;
 use crate::state::AppState;
 
 pub(super) async fn chat_completions(
     State(state): State<AppState>,
+    Extension(id): Extension<RequestId>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut trace = Trace::start();
+    let mut trace = Trace::start(id);
     let mut resp = match handle(&state, body, &mut trace).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),

@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::extract::Request;
 use axum::extract::rejection::BytesRejection;
+use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode};
 
@@ -24,10 +26,26 @@ pub(super) struct Trace {
     pub(super) stages: Vec<(&'static str, Duration)>,
 }
 
+/// The gateway's id for a request, set by [`request_id`] on every request.
+#[derive(Debug, Clone)]
+pub(super) struct RequestId(pub(super) String);
+
+/// Middleware: gives every request an id (in its extensions) and every
+/// response the `x-routemesh-request-id` header, errors and 404s included.
+pub(super) async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().entry(HEADER_REQUEST_ID).or_insert(v);
+    }
+    resp
+}
+
 impl Trace {
-    pub(super) fn start() -> Self {
+    pub(super) fn start(id: RequestId) -> Self {
         Self {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: id.0,
             started: Instant::now(),
             decision: None,
             model: None,
@@ -57,7 +75,6 @@ impl Trace {
                 headers.insert(name, v);
             }
         };
-        set(HEADER_REQUEST_ID, &self.id);
         if let Some(d) = &self.decision {
             set(HEADER_DECISION, d);
         }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::error::ApiError;
-use super::meta::{self, Trace};
+use super::meta::{self, RequestId, Trace};
 use super::openai;
 use crate::pipeline::{self, RoutePlan};
 use crate::state::AppState;
@@ -55,9 +56,10 @@ struct SignalsView<'a> {
 
 pub(super) async fn dry_run(
     State(state): State<AppState>,
+    Extension(id): Extension<RequestId>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut trace = Trace::start();
+    let mut trace = Trace::start(id);
     let mut resp = match handle(&state, body, &mut trace).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),

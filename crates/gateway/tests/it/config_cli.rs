@@ -1,0 +1,81 @@
+//! The command line: `check-config`, and `serve` refusing bad setups before
+//! binding anything.
+
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::harness::workspace;
+
+fn routemesh(args: &[&str]) -> Result<(i32, String, String)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_routemesh"))
+        .args(args)
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn check_config_accepts_the_shipped_example() -> Result<()> {
+    let path = workspace().join("config/example.yaml");
+    let (code, out, err) = routemesh(&["check-config", &path.display().to_string()])?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("OK (3 upstreams, 3 models"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn invalid_config_lists_every_error_with_its_key_and_exits_64() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "server: { listen: everywhere }\nencoder: { model_dir: m }\nmodels: [ { name: a, upstream: ghost } ]\ndefault: { model: b }\n",
+    )?;
+    let p = path.display().to_string();
+    for args in [
+        vec!["check-config", p.as_str()],
+        vec!["serve", "--config", p.as_str()],
+    ] {
+        let (code, out, err) = routemesh(&args)?;
+        assert_eq!(code, 64, "{args:?}: {out}{err}");
+        for key in ["server.listen", "models[0].upstream", "default.model"] {
+            assert!(err.contains(key), "{args:?} does not name {key}: {err}");
+        }
+        assert!(
+            !out.contains("listening"),
+            "nothing is bound for an invalid config"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn missing_config_file_exits_64_and_missing_model_exits_66_with_a_hint() -> Result<()> {
+    let (code, _, err) = routemesh(&["check-config", "/nonexistent/routemesh.yaml"])?;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("/nonexistent/routemesh.yaml"), "{err}");
+
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("c.yaml");
+    let text = std::fs::read_to_string(workspace().join("config/example.yaml"))?
+        .replace("../models/all-MiniLM-L6-v2", "no-such-model-dir");
+    std::fs::write(&path, text)?;
+    let (code, out, err) = routemesh(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        &path.display().to_string(),
+    ])?;
+    assert_eq!(code, 66, "{out}{err}");
+    assert!(
+        err.contains("scripts/fetch-model.sh"),
+        "says how to fix it: {err}"
+    );
+    assert!(!out.contains("listening"));
+    Ok(())
+}

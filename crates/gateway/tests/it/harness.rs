@@ -1,0 +1,195 @@
+//! Test harness: fake upstreams in-process, the gateway as a child process.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use routemesh_loadtest::fake::{self, FakeConfig};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// The MiniLM folder: `$ROUTEMESH_MODEL_DIR` or `<workspace>/models/all-MiniLM-L6-v2`.
+pub fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("ROUTEMESH_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("models/all-MiniLM-L6-v2"));
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "the MiniLM model is missing at {}: run scripts/fetch-model.sh (scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+/// A fake upstream on a free loopback port; stops with the test's runtime.
+pub struct Fake {
+    pub base: String,
+}
+
+impl Fake {
+    pub async fn start(cfg: FakeConfig) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            if let Err(e) = fake::serve(cfg, listener).await {
+                eprintln!("fake upstream stopped: {e}");
+            }
+        });
+        Ok(Self {
+            base: format!("http://{addr}"),
+        })
+    }
+
+    /// A fake named `name` serving exactly `model`.
+    pub async fn serving(name: &str, model: &str) -> Result<Self> {
+        Self::start(FakeConfig {
+            name: name.into(),
+            served_models: vec![model.into()],
+            ..FakeConfig::default()
+        })
+        .await
+    }
+
+    /// Chat requests this fake has received.
+    pub async fn requests(&self) -> Result<u64> {
+        let v: serde_json::Value = reqwest::get(format!("{}/stats", self.base))
+            .await?
+            .json()
+            .await?;
+        v["requests"].as_u64().context("stats without requests")
+    }
+}
+
+/// Three fakes standing in for the example config's math, code and chat models.
+pub struct Fakes {
+    pub math: Fake,
+    pub code: Fake,
+    pub chat: Fake,
+}
+
+impl Fakes {
+    pub async fn start() -> Result<Self> {
+        Ok(Self {
+            math: Fake::serving("math", "qwen-math-7b").await?,
+            code: Fake::serving("code", "qwen-coder-7b").await?,
+            chat: Fake::serving("chat", "llama-3.2-1b").await?,
+        })
+    }
+
+    /// The shipped example config, pointed at these fakes and the real model.
+    pub fn example_config(&self) -> Result<String> {
+        let text = std::fs::read_to_string(workspace().join("config/example.yaml"))?;
+        let text = text
+            .replace("http://127.0.0.1:9101", &self.math.base)
+            .replace("http://127.0.0.1:9102", &self.code.base)
+            .replace("http://127.0.0.1:9103", &self.chat.base)
+            .replace(
+                "../models/all-MiniLM-L6-v2",
+                &model_dir().display().to_string(),
+            );
+        if text.contains("http://127.0.0.1:910") || text.contains("../models") {
+            bail!("config/example.yaml changed shape; update the harness");
+        }
+        Ok(text)
+    }
+}
+
+/// A running `routemesh serve`; killed on drop.
+pub struct Gateway {
+    pub base: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Writes `config` to a temp file, starts the gateway on a free port and
+    /// waits until it is ready (encoder loaded).
+    pub async fn start(config: &str) -> Result<Self> {
+        Self::start_with_env(config, &[]).await
+    }
+
+    pub async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("routemesh.yaml");
+        std::fs::write(&path, config)?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_routemesh"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&path)
+            .envs(env.iter().copied())
+            .env("ROUTEMESH_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let wait = async {
+            let mut base = None;
+            while let Some(line) = lines.next_line().await? {
+                if let Some(addr) = line.strip_prefix("routemesh listening on ") {
+                    base = Some(addr.to_owned());
+                }
+                if line == "routemesh ready" {
+                    return base.context("ready before listening");
+                }
+            }
+            bail!("the gateway exited before it was ready")
+        };
+        let base = tokio::time::timeout(Duration::from_secs(120), wait)
+            .await
+            .context("the gateway was not ready within 120 s")??;
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            base,
+            child,
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a raw body to a path.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<reqwest::Response> {
+        Ok(reqwest::Client::new()
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?)
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// A chat request for `model` with one user message.
+pub fn chat(model: &str, prompt: &str) -> String {
+    serde_json::json!({ "model": model, "messages": [{ "role": "user", "content": prompt }] })
+        .to_string()
+}
+
+/// A header's value as a string ("" when absent).
+pub fn header(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}

@@ -1,0 +1,13 @@
+//! Integration tests of the gateway: the real `routemesh` binary, the real
+//! MiniLM model, fake upstreams (loadtest's fixture) on loopback.
+
+#![allow(unreachable_pub)]
+
+mod harness;
+
+mod api;
+mod config_cli;
+mod errors;
+mod openai_client;
+mod routing;
+mod streaming;

@@ -1,0 +1,69 @@
+//! The official `openai` Python client works against the gateway, streaming
+//! and not. Needs a Python with the `openai` package: `$ROUTEMESH_TEST_PYTHON`
+//! or `<workspace>/.venv/bin/python`, which scripts/test.sh creates.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::harness::{Fakes, Gateway, workspace};
+
+fn python() -> PathBuf {
+    let python = std::env::var_os("ROUTEMESH_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".venv/bin/python"));
+    assert!(
+        python.is_file(),
+        "no Python with the `openai` package at {}: run scripts/test.sh (it creates .venv), \
+         or set ROUTEMESH_TEST_PYTHON",
+        python.display()
+    );
+    python
+}
+
+#[tokio::test]
+async fn official_openai_python_client_streaming_and_not() -> Result<()> {
+    let python = python();
+    let fakes = Fakes::start().await?;
+    let gw = Gateway::start(&fakes.example_config()?).await?;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/openai_client.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(&gw.base)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.lines().last().context("no output")?)?;
+
+    assert_eq!(v["plain"]["decision"], "math", "{v}");
+    assert_eq!(v["plain"]["model"], "qwen-math-7b");
+    assert!(
+        v["plain"]["content"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("[math]")),
+        "{v}"
+    );
+
+    assert_eq!(v["stream"]["model"], "llama-3.2-1b", "{v}");
+    assert!(v["stream"]["chunks"].as_u64() > Some(3), "{v}");
+    assert!(
+        v["stream"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("[chat]")),
+        "{v}"
+    );
+    assert!(
+        v["stream"]["completion_tokens"].as_u64() > Some(0),
+        "usage chunk parsed: {v}"
+    );
+
+    assert_eq!(v["not_found"]["status"], 404, "{v}");
+    assert_eq!(v["not_found"]["code"], "model_not_found");
+    Ok(())
+}
