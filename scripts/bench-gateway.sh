@@ -118,7 +118,11 @@ target/release/bench-gateway \
     --direct http://127.0.0.1:9103 \
     --direct-model llama-3.2-1b \
     --json "$reports/gateway-latency.json" \
-    "$@" >"$md_tmp"
+    "$@" >"$md_tmp" &
+bench=$!
+pids+=("$bench")
+# `wait` (unlike a foreground command) lets the INT/TERM traps run at once.
+wait "$bench"
 mv "$md_tmp" "$reports/gateway-latency.md"
 cat "$reports/gateway-latency.md"
 say "wrote loadtest/reports/gateway-latency.md and loadtest/reports/gateway-latency.json"

@@ -34,6 +34,9 @@ pub const KNOWN_STAGES: [&str; 4] = ["classify", "decide", "upstream", "total"];
 /// Distinct stage or model names kept, so a misbehaving server cannot grow the report unbounded.
 const MAX_NAMES: usize = 32;
 
+/// How often the progress line is refreshed.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
 /// Highest latency a histogram tracks: 10 minutes, in microseconds.
 const MAX_MICROS: u64 = 600_000_000;
 
@@ -216,6 +219,7 @@ impl Bench<'_> {
     ) -> Result<(), BenchError> {
         let batch = self.cfg.batch_size();
         let (mut done, mut round) = (0, 0);
+        let mut shown = Instant::now();
         while done < total {
             let n = batch.min(total - done);
             let order = if round % 2 == 0 {
@@ -237,7 +241,9 @@ impl Bench<'_> {
             }
             done += n;
             round += 1;
-            if self.cfg.progress {
+            // At most twice a second, so a log file does not fill with progress lines.
+            if self.cfg.progress && (done == total || shown.elapsed() >= PROGRESS_EVERY) {
+                shown = Instant::now();
                 eprint!("\rbench-gateway: {name} {done}/{total} requests per target   ");
             }
         }

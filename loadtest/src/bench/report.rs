@@ -152,7 +152,10 @@ impl Report {
             })
             .collect();
         let (g, d) = (&gateway.end_to_end, &direct.end_to_end);
-        let diff = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
+        // Rounded to the histograms' microsecond resolution.
+        let diff = |a: Option<f64>, b: Option<f64>| {
+            a.zip(b).map(|(a, b)| ((a - b) * 1000.0).round() / 1000.0)
+        };
         let added_ms = [
             ("p50", diff(g.p50_ms, d.p50_ms)),
             ("p90", diff(g.p90_ms, d.p90_ms)),
