@@ -14,7 +14,10 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| "models/all-MiniLM-L6-v2".into());
+    let dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "models/all-MiniLM-L6-v2".into());
     let encoder = Encoder::load(&dir, 256)?;
     // 16 tokens with [CLS] and [SEP].
     let short = "What is the best way to learn linear algebra quickly for exams?";
@@ -29,7 +32,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         times.push(t.elapsed());
     }
     times.sort();
-    println!("batch 1 x {n} tokens: p50 {:.2} ms, p99 {:.2} ms", percentile(&times, 0.5), percentile(&times, 0.99));
+    println!(
+        "batch 1 x {n} tokens: p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99)
+    );
 
     let prompt32 = "Please explain how the gradient descent algorithm converges on convex functions and why the step size matters so much";
     let batch: Vec<&str> = std::iter::repeat_n(prompt32, 32).collect();
@@ -40,6 +47,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         encoder.encode(&batch)?;
     }
     let secs = t.elapsed().as_secs_f64();
-    println!("batch 32 x {tokens} tokens: {:.0} prompts/s", (rounds * 32) as f64 / secs);
+    println!(
+        "batch 32 x {tokens} tokens: {:.0} prompts/s",
+        (rounds * 32) as f64 / secs
+    );
     Ok(())
 }

@@ -125,6 +125,24 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// A literal keyword as a regex matching it as a whole word: `\b` is added
+/// on each side that starts or ends with a word character, so `rust` does not
+/// match `trust` while `c++` still matches `c++`.
+fn whole_word(literal: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let start = if word(literal.chars().next()) {
+        "\\b"
+    } else {
+        ""
+    };
+    let end = if word(literal.chars().last()) {
+        "\\b"
+    } else {
+        ""
+    };
+    format!("{start}{}{end}", regex::escape(literal))
+}
+
 fn key_name(key: &Value) -> String {
     match key {
         Value::String(s) => s.clone(),
@@ -433,7 +451,7 @@ impl Validator {
                 self.error(&p_path, "an empty pattern matches every prompt".into());
                 ok = false;
             } else if !k.regex {
-                parts.push(regex::escape(p));
+                parts.push(whole_word(p));
             } else if let Err(e) = RegexBuilder::new(p).build() {
                 self.error(&p_path, format!("invalid regex: {e}"));
                 ok = false;
@@ -494,7 +512,7 @@ impl Validator {
             }
         }
         // Stable: equal priorities keep their order in the file.
-        out.sort_by(|a, b| b.priority.cmp(&a.priority));
+        out.sort_by_key(|d| std::cmp::Reverse(d.priority));
         out
     }
 
