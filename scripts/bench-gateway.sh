@@ -18,6 +18,7 @@
 # Env:    BENCH_GATEWAY_URL  benchmark a gateway that is already running at this base URL
 #                            (nothing is built or started for it, no model is fetched)
 #         BENCH_SKIP_BUILD=1 use the release binaries already in target/release
+#         BENCH_REPORT=NAME  report file name without extension (default gateway-latency)
 # Logs:   .run/bench-gateway/
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -112,17 +113,18 @@ fi
 # An external gateway is checked by bench-gateway's first request, which fails clearly.
 
 say "benchmarking (progress on stderr; report in loadtest/reports/)"
-md_tmp="$logs/gateway-latency.md.tmp"
+report=${BENCH_REPORT:-gateway-latency}
+md_tmp="$logs/$report.md.tmp"
 target/release/bench-gateway \
     --gateway "$gateway_url" \
     --direct http://127.0.0.1:9103 \
     --direct-model llama-3.2-1b \
-    --json "$reports/gateway-latency.json" \
+    --json "$reports/$report.json" \
     "$@" >"$md_tmp" &
 bench=$!
 pids+=("$bench")
 # `wait` (unlike a foreground command) lets the INT/TERM traps run at once.
 wait "$bench"
-mv "$md_tmp" "$reports/gateway-latency.md"
-cat "$reports/gateway-latency.md"
-say "wrote loadtest/reports/gateway-latency.md and loadtest/reports/gateway-latency.json"
+mv "$md_tmp" "$reports/$report.md"
+cat "$reports/$report.md"
+say "wrote loadtest/reports/$report.md and loadtest/reports/$report.json"

@@ -3,7 +3,7 @@
 //! It answers `POST /v1/chat/completions` (JSON or SSE streaming) with canned or echoed words,
 //! with controllable latency, token rate, reply length and injected failures, so the gateway can
 //! be tested and benchmarked without a GPU. It also serves `GET /v1/models`, `GET /healthz` and
-//! `GET /stats` (`{"requests": N}`: chat requests seen). Every response carries
+//! `GET /stats` (`{"requests": N, "last_authorization": …}`: chat requests seen). Every response carries
 //! `x-fake-upstream: NAME`.
 
 mod wire;
@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -115,6 +115,9 @@ impl FakeConfig {
 struct Fake {
     cfg: FakeConfig,
     requests: AtomicU64,
+    /// The `Authorization` header of the last chat request (a fixture may
+    /// show it: tests check that the gateway sends the configured key).
+    last_authorization: Mutex<Option<String>>,
     rng: Mutex<StdRng>,
 }
 
@@ -140,6 +143,7 @@ pub fn router(cfg: FakeConfig) -> Result<Router, FakeConfigError> {
     let fake = Arc::new(Fake {
         rng: Mutex::new(StdRng::seed_from_u64(cfg.seed)),
         requests: AtomicU64::new(0),
+        last_authorization: Mutex::new(None),
         cfg,
     });
     let header = HeaderName::from_static(IDENTITY_HEADER);
@@ -174,8 +178,16 @@ pub enum FakeError {
     Io(std::io::Error),
 }
 
-async fn chat(State(fake): State<Arc<Fake>>, body: Bytes) -> Response {
+async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -> Response {
     let seq = fake.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    *fake
+        .last_authorization
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = auth;
     let request = match wire::parse_request(&body) {
         Ok(request) => request,
         Err(message) => {
@@ -324,7 +336,12 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn stats(State(fake): State<Arc<Fake>>) -> Json<Value> {
-    Json(json!({ "requests": fake.requests.load(Ordering::Relaxed) }))
+    let auth = fake
+        .last_authorization
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    Json(json!({ "requests": fake.requests.load(Ordering::Relaxed), "last_authorization": auth }))
 }
 
 async fn not_found() -> Response {

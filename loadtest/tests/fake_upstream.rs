@@ -215,7 +215,7 @@ async fn unknown_served_model_gets_404_model_not_found() {
     assert_eq!(ids, ["qwen-math-7b", "llama-3.2-1b"]);
     assert_eq!(
         get_json(format!("{base}/stats")).await,
-        json!({ "requests": 2 })
+        json!({ "requests": 2, "last_authorization": null })
     );
 }
 

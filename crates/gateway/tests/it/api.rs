@@ -28,3 +28,39 @@ async fn models_lists_aliases_then_configured_models() -> Result<()> {
     assert_eq!(ready.status(), 200, "ready once the model is loaded");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_api_key_comes_from_the_named_environment_variable() -> Result<()> {
+    let fakes = Fakes::start().await?;
+    // config/example.yaml names ROUTEMESH_CHAT_API_KEY for the chat upstream only.
+    let gw = Gateway::start_with_env(
+        &fakes.example_config()?,
+        &[("ROUTEMESH_CHAT_API_KEY", "sk-test-4242")],
+    )
+    .await?;
+    let ok = gw
+        .post(
+            "/v1/chat/completions",
+            crate::harness::chat("llama-3.2-1b", "hi"),
+        )
+        .await?;
+    assert_eq!(ok.status(), 200);
+    let ok = gw
+        .post(
+            "/v1/chat/completions",
+            crate::harness::chat("qwen-math-7b", "1+1"),
+        )
+        .await?;
+    assert_eq!(ok.status(), 200);
+    let stats = |base: String| async move {
+        let v: Value = reqwest::get(format!("{base}/stats")).await?.json().await?;
+        anyhow::Ok(v["last_authorization"].clone())
+    };
+    assert_eq!(stats(fakes.chat.base.clone()).await?, "Bearer sk-test-4242");
+    assert_eq!(
+        stats(fakes.math.base.clone()).await?,
+        Value::Null,
+        "no key configured, none sent"
+    );
+    Ok(())
+}
