@@ -9,13 +9,11 @@ use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::{HeaderName, HeaderValue, header};
 
 use super::error::ApiError;
 use super::meta::{self, RequestId, Trace};
-use super::openai;
-use crate::pipeline;
 use crate::state::AppState;
 
 pub(super) async fn chat_completions(
@@ -24,11 +22,8 @@ pub(super) async fn chat_completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut trace = Trace::start(id);
-    let mut resp = match handle(&state, body, &mut trace).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    };
-    trace.finish(&mut resp);
+    let result = handle(&state, body, &mut trace).await;
+    let resp = trace.respond(result);
     tracing::info!(
         request_id = %trace.id,
         decision = trace.decision.as_deref().unwrap_or("-"),
@@ -45,18 +40,8 @@ async fn handle(
     body: Result<Bytes, BytesRejection>,
     trace: &mut Trace,
 ) -> Result<Response, ApiError> {
-    let body = meta::body(body, state.config.server.max_body_bytes)?;
-    let mut req = openai::parse_chat(&body)?;
-    let prompt = std::mem::take(&mut req.prompt);
-    let plan = pipeline::plan(state, &req.model, prompt).await?;
-    if let Some(r) = &plan.routed {
-        trace.stages.push(("classify", r.classify));
-        trace.stages.push(("decide", r.decide));
-    }
+    let (req, plan) = meta::read_and_plan(state, body, trace).await?;
     let model = state.config.model(plan.model);
-    trace.decision = Some(plan.decision);
-    trace.model = Some(model.name.clone());
-
     let upstream_body = req
         .upstream_body(&model.upstream_model)
         .map_err(|e| ApiError::bad_request(format!("cannot re-encode the request: {e}"), None))?;

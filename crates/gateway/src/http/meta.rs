@@ -8,11 +8,14 @@ use axum::body::Bytes;
 use axum::extract::Request;
 use axum::extract::rejection::BytesRejection;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 
 use super::error::ApiError;
+use super::openai::{self, ChatRequest};
 use super::{HEADER_DECISION, HEADER_MODEL, HEADER_REQUEST_ID};
+use crate::pipeline::{self, RoutePlan};
+use crate::state::AppState;
 
 /// What the gateway learned about a request, written into response headers
 /// whether the request succeeded or not.
@@ -67,8 +70,26 @@ impl Trace {
         out
     }
 
+    /// Records the plan: decision, model and, when routed, the classify and
+    /// decide stages.
+    pub(super) fn record(&mut self, plan: &RoutePlan, model: &str) {
+        if let Some(r) = &plan.routed {
+            self.stages.push(("classify", r.classify));
+            self.stages.push(("decide", r.decide));
+        }
+        self.decision = Some(plan.decision.clone());
+        self.model = Some(model.to_owned());
+    }
+
+    /// The response for a handler's result, with the trace's headers.
+    pub(super) fn respond(&self, result: Result<Response, ApiError>) -> Response {
+        let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+        self.finish(&mut resp);
+        resp
+    }
+
     /// Adds the `x-routemesh-*` and `server-timing` headers.
-    pub(super) fn finish(&self, resp: &mut Response) {
+    fn finish(&self, resp: &mut Response) {
         let headers = resp.headers_mut();
         let mut set = |name: &'static str, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {
@@ -85,10 +106,21 @@ impl Trace {
     }
 }
 
-/// The request body, or the API error for a body we could not read.
-pub(super) fn body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| match rejection.status() {
+/// Reads, parses and plans a chat-completions body: the part the chat
+/// endpoint and the dry run share. Records the plan on the trace.
+pub(super) async fn read_and_plan(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    trace: &mut Trace,
+) -> Result<(ChatRequest, RoutePlan), ApiError> {
+    let limit = state.config.server.max_body_bytes;
+    let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit },
         _ => ApiError::bad_request(format!("cannot read the request body: {rejection}"), None),
-    })
+    })?;
+    let mut req = openai::parse_chat(&body)?;
+    let prompt = std::mem::take(&mut req.prompt);
+    let plan = pipeline::plan(state, &req.model, prompt).await?;
+    trace.record(&plan, &state.config.model(plan.model).name);
+    Ok((req, plan))
 }

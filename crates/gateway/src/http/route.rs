@@ -14,8 +14,7 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::meta::{self, RequestId, Trace};
-use super::openai;
-use crate::pipeline::{self, RoutePlan};
+use crate::pipeline::RoutePlan;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
@@ -60,12 +59,8 @@ pub(super) async fn dry_run(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut trace = Trace::start(id);
-    let mut resp = match handle(&state, body, &mut trace).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    };
-    trace.finish(&mut resp);
-    resp
+    let result = handle(&state, body, &mut trace).await;
+    trace.respond(result)
 }
 
 async fn handle(
@@ -73,14 +68,9 @@ async fn handle(
     body: Result<Bytes, BytesRejection>,
     trace: &mut Trace,
 ) -> Result<Response, ApiError> {
-    let body = meta::body(body, state.config.server.max_body_bytes)?;
-    let mut req = openai::parse_chat(&body)?;
-    let prompt = std::mem::take(&mut req.prompt);
-    let plan = pipeline::plan(state, &req.model, prompt).await?;
+    let (req, plan) = meta::read_and_plan(state, body, trace).await?;
     let config = &state.config;
     let model = config.model(plan.model);
-    trace.decision = Some(plan.decision.clone());
-    trace.model = Some(model.name.clone());
 
     let RoutePlan {
         decision, routed, ..
