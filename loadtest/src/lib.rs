@@ -5,3 +5,12 @@
 pub mod bench;
 pub mod fake;
 pub mod server_timing;
+
+/// Installs rustls' `ring` crypto provider for the process (later calls are
+/// no-ops). The workspace builds reqwest without a provider of its own (one
+/// provider, shared with async-nats), so any process that builds a reqwest
+/// client must call this first; the fake and the benchmark do.
+pub fn install_tls_provider() {
+    // Err means a provider is already installed: fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

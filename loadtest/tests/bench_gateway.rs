@@ -9,6 +9,7 @@ use routemesh_loadtest::fake::{self, FakeConfig};
 use serde_json::{Value, json};
 
 async fn serve(app: Router) -> String {
+    routemesh_loadtest::install_tls_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });

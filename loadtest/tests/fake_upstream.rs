@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 /// A fake serving on a free loopback port; returns its base URL.
 async fn start(cfg: FakeConfig) -> String {
+    routemesh_loadtest::install_tls_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(fake::serve(cfg, listener));

@@ -38,6 +38,7 @@ pub struct UpstreamPool {
 impl UpstreamPool {
     /// Builds the pool, reading API keys from the environment.
     pub fn new(config: &Config) -> Result<Self, reqwest::Error> {
+        install_tls_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -106,6 +107,14 @@ impl UpstreamPool {
             }),
         }
     }
+}
+
+/// Installs rustls' `ring` crypto provider for the process (once; later
+/// calls are no-ops). reqwest is built without a provider of its own so that
+/// exactly one is compiled in.
+pub fn install_tls_provider() {
+    // Err means a provider is already installed: fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// `e` and its sources on one line (reqwest's top error says little alone).

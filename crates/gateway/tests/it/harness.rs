@@ -36,6 +36,8 @@ pub struct Fake {
 
 impl Fake {
     pub async fn start(cfg: FakeConfig) -> Result<Self> {
+        // Test code builds reqwest clients; they need the process's TLS provider.
+        routemesh_loadtest::install_tls_provider();
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move {
