@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod fake;
+pub mod loadgen;
 pub mod server_timing;
 
 /// Installs rustls' `ring` crypto provider for the process (later calls are

@@ -27,6 +27,9 @@ pub enum ClassifyError {
     /// The inference thread has stopped.
     #[error("classifier stopped")]
     Stopped,
+    /// The deadline passed before the work could start.
+    #[error("deadline passed before the prompt could be embedded")]
+    DeadlineExceeded,
     /// The forward pass failed for the batch this prompt was in.
     #[error("encoder failed: {0}")]
     Failed(String),

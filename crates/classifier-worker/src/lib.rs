@@ -1,20 +1,25 @@
-//! The classifier worker: turns prompts into [`routemesh_common::Signals`].
+//! The classifier worker: turns prompts into embeddings and signals.
 //!
 //! [`Encoder`] runs the sentence encoder (MiniLM by default: candle BERT,
-//! mean pooling over the attention mask, L2 normalisation).
-//! [`SignalComputer`] derives signals from a prompt and its embedding.
-//! [`EmbeddedClassifier`] runs both on a dedicated inference thread that
-//! batches whatever is queued; the gateway embeds it in one-process mode.
-//! This crate knows nothing of HTTP or upstreams.
+//! mean pooling over the attention mask, L2 normalisation). [`Batcher`] puts
+//! dynamic batching in front of one or more model replicas, each on its own
+//! thread. [`SignalComputer`] derives signals from a prompt and its
+//! embedding. [`service`] answers classify requests over NATS. The gateway
+//! embeds the batcher in one-process mode. This crate knows nothing of HTTP
+//! or upstreams.
 
 #![forbid(unsafe_code)]
 
-mod embedded;
+mod batcher;
 mod encoder;
 mod error;
+pub mod nats;
+pub mod service;
 mod signals;
+mod simulated;
 
-pub use embedded::{Classified, ClassifyTimings, EmbeddedClassifier, load_embedded};
+pub use batcher::{BatchOptions, Batcher, EmbedTimings, Embedded, Embedding, EmbeddingModel};
 pub use encoder::{Encoded, Encoder};
 pub use error::{ClassifyError, EncoderError};
-pub use signals::SignalComputer;
+pub use signals::{PromptEmbedding, SignalComputer};
+pub use simulated::SimulatedModel;

@@ -1,12 +1,12 @@
 //! Signals from a prompt and its embedding: embedding-route similarity,
 //! keyword rules and prompt length.
+//!
+//! Pure math over embeddings, so it runs wherever the config is (the
+//! gateway), whichever transport produced the embeddings.
 
 use regex::Regex;
 use routemesh_common::Signals;
 use routemesh_common::config::SignalsConfig;
-
-use crate::encoder::Encoder;
-use crate::error::EncoderError;
 
 /// Computes [`Signals`] for the configured routes and keyword rules.
 #[derive(Debug, Clone)]
@@ -17,53 +17,72 @@ pub struct SignalComputer {
 }
 
 impl SignalComputer {
-    /// Embeds every route example once, `batch` at a time.
-    pub fn build(
-        encoder: &Encoder,
-        config: &SignalsConfig,
-        batch: usize,
-    ) -> Result<Self, EncoderError> {
-        let mut routes = Vec::with_capacity(config.routes.len());
-        for route in &config.routes {
-            let mut examples = Vec::with_capacity(route.examples.len());
-            for chunk in route.examples.chunks(batch.max(1)) {
-                let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                examples.extend(encoder.encode(&texts)?.embeddings);
-            }
-            routes.push(examples);
+    /// Every route example, in route order: embed these and pass the vectors,
+    /// in the same order, to [`SignalComputer::new`].
+    pub fn example_texts(config: &SignalsConfig) -> Vec<String> {
+        config
+            .routes
+            .iter()
+            .flat_map(|r| r.examples.iter().cloned())
+            .collect()
+    }
+
+    /// Builds the computer from the embeddings of [`Self::example_texts`].
+    ///
+    /// Returns `None` when the number of vectors does not match.
+    pub fn new(config: &SignalsConfig, example_embeddings: Vec<Vec<f32>>) -> Option<Self> {
+        let expected: usize = config.routes.iter().map(|r| r.examples.len()).sum();
+        if example_embeddings.len() != expected {
+            return None;
         }
+        let mut vectors = example_embeddings.into_iter();
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| vectors.by_ref().take(r.examples.len()).collect())
+            .collect();
         let keywords = config.keywords.iter().map(|k| k.matcher.clone()).collect();
-        Ok(Self { routes, keywords })
+        Some(Self { routes, keywords })
     }
 
     /// Signals of one prompt. `embedding` must be unit length (as the encoder
-    /// returns it), so a dot product is the cosine similarity.
-    pub fn compute(
-        &self,
-        text: &str,
-        embedding: &[f32],
-        prompt_tokens: usize,
-        truncated: bool,
-    ) -> Signals {
+    /// returns it), so a dot product is the cosine similarity. Without an
+    /// embedding (a degraded classifier) only the keyword signals are
+    /// computed; route scores and length stay missing and match no rule.
+    pub fn compute(&self, text: &str, embedding: Option<PromptEmbedding<'_>>) -> Signals {
+        let keywords = self.keywords.iter().map(|re| re.is_match(text)).collect();
+        let Some(e) = embedding else {
+            return Signals {
+                keywords,
+                ..Signals::default()
+            };
+        };
         let route_scores = self
             .routes
             .iter()
             .map(|examples| {
                 examples
                     .iter()
-                    .map(|e| dot(e, embedding))
+                    .map(|x| dot(x, e.vector))
                     .fold(f32::NEG_INFINITY, f32::max)
                     .max(-1.0)
             })
             .collect();
-        let keywords = self.keywords.iter().map(|re| re.is_match(text)).collect();
         Signals {
             route_scores,
             keywords,
-            prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX),
-            truncated,
+            prompt_tokens: Some(u32::try_from(e.tokens).unwrap_or(u32::MAX)),
+            truncated: e.truncated,
         }
     }
+}
+
+/// A prompt's embedding as [`SignalComputer::compute`] needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct PromptEmbedding<'a> {
+    pub vector: &'a [f32],
+    pub tokens: usize,
+    pub truncated: bool,
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

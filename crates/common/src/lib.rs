@@ -8,6 +8,7 @@
 pub mod config;
 pub mod rules;
 pub mod signals;
+pub mod wire;
 
 pub use config::Config;
 pub use rules::{Expr, Predicate};

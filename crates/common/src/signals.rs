@@ -24,8 +24,8 @@ pub struct Signals {
     /// Whether each keyword rule matched, in configuration order.
     pub keywords: Vec<bool>,
     /// Length of the prompt in encoder tokens, before truncation, including
-    /// the two special tokens.
-    pub prompt_tokens: u32,
+    /// the two special tokens; `None` when the classifier did not answer.
+    pub prompt_tokens: Option<u32>,
     /// The prompt was longer than the encoder's maximum and was truncated
     /// before embedding (the length signal still counts every token).
     pub truncated: bool,

@@ -29,7 +29,7 @@ fn pred(p: &Predicate, s: &Signals) -> bool {
     match *p {
         Predicate::Route { route, min } => s.route_score(route).is_some_and(|x| x >= min),
         Predicate::Keyword(k) => s.keyword(k),
-        Predicate::Tokens { min, max } => (min..=max).contains(&s.prompt_tokens),
+        Predicate::Tokens { min, max } => s.prompt_tokens.is_some_and(|t| (min..=max).contains(&t)),
     }
 }
 
@@ -99,7 +99,7 @@ default: { name: fallback, model: coder }
         Signals {
             route_scores: vec![math, chat],
             keywords: vec![code],
-            prompt_tokens: tokens,
+            prompt_tokens: Some(tokens),
             truncated: false,
         }
     }
@@ -159,7 +159,7 @@ default: { name: fallback, model: coder }
     fn missing_signals_never_match() {
         // A degraded classifier may return no scores: predicates read them as absent.
         let s = Signals {
-            prompt_tokens: 5,
+            prompt_tokens: Some(5),
             ..Signals::default()
         };
         assert!(!eval(
@@ -171,5 +171,17 @@ default: { name: fallback, model: coder }
         ));
         assert!(!eval(&Expr::Pred(Predicate::Keyword(KeywordId(0))), &s));
         assert_eq!(check(s).0, "fallback");
+        let unknown_length = Signals {
+            prompt_tokens: None,
+            ..Signals::default()
+        };
+        let any_length = Expr::Pred(Predicate::Tokens {
+            min: 0,
+            max: u32::MAX,
+        });
+        assert!(
+            !eval(&any_length, &unknown_length),
+            "an unknown length matches no range"
+        );
     }
 }

@@ -3,11 +3,13 @@
 //!
 //! [`http`] is the only module that knows the OpenAI wire format;
 //! [`pipeline`] turns a request into a [`pipeline::RoutePlan`] (classify,
-//! decide); [`upstream`] forwards to the chosen model's upstream; [`server`]
+//! decide); [`classify`] embeds prompts in-process or through a NATS worker
+//! pool; [`upstream`] forwards to the chosen model's upstream; [`server`]
 //! wires state, listener, readiness and shutdown.
 
 #![forbid(unsafe_code)]
 
+pub mod classify;
 pub mod config_file;
 pub mod http;
 pub mod pipeline;

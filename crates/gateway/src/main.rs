@@ -13,6 +13,8 @@ use routemesh_gateway::server::{self, ServeError};
 const EXIT_CONFIG: u8 = 64;
 /// Exit code for a missing model file (EX_NOINPUT).
 const EXIT_NO_MODEL: u8 = 66;
+/// Exit code when NATS cannot be reached at start (EX_UNAVAILABLE).
+const EXIT_UNAVAILABLE: u8 = 69;
 
 /// routemesh: a semantic router for LLM traffic.
 ///
@@ -28,10 +30,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the gateway (embedded mode: encoder, rules and upstreams in one process).
+    /// Run the gateway: embedded (encoder in this process) or with a NATS
+    /// classifier pool, as `classifier.transport` says.
     ///
     /// Prints `routemesh listening on http://ADDR` once bound and
-    /// `routemesh ready` once the encoder has loaded (GET /readyz turns 200).
+    /// `routemesh ready` once routing can run (GET /readyz turns 200).
     Serve {
         /// The YAML configuration file (see config/example.yaml).
         #[arg(short, long, env = "ROUTEMESH_CONFIG")]
@@ -117,6 +120,10 @@ fn serve(path: &std::path::Path, listen: Option<SocketAddr>) -> ExitCode {
         Err(e @ ServeError::ModelMissing { .. }) => {
             eprintln!("routemesh: {e}");
             ExitCode::from(EXIT_NO_MODEL)
+        }
+        Err(e @ ServeError::Nats(_)) => {
+            eprintln!("routemesh: {e}");
+            ExitCode::from(EXIT_UNAVAILABLE)
         }
         Err(e) => {
             eprintln!("routemesh: {e}");

@@ -1,13 +1,17 @@
 //! Planning a request: passthrough or classify → decide → [`RoutePlan`].
 //!
 //! No HTTP here: handlers hand in the requested model and the prompt text and
-//! get back which model to use, why, and what it cost.
+//! get back which model to use, why, and what it cost. A classifier that
+//! cannot answer in time is data ([`Routed::degraded`]) unless the config
+//! says to refuse.
 
 use std::time::{Duration, Instant};
 
-use routemesh_classifier_worker::{Classified, ClassifyError};
-use routemesh_common::config::ModelId;
+use routemesh_classifier_worker::{EmbedTimings, PromptEmbedding};
+use routemesh_common::Signals;
+use routemesh_common::config::{ModelId, OnUnavailable};
 
+use crate::classify::ClassifyFailure;
 use crate::state::AppState;
 
 /// The decision name reported for a request that named a concrete model.
@@ -26,13 +30,26 @@ pub struct RoutePlan {
 /// What routing found and what it cost.
 #[derive(Debug, Clone)]
 pub struct Routed {
-    pub classified: Classified,
+    pub signals: Signals,
+    /// How the prompt was embedded; `None` when degraded.
+    pub embedding: Option<EmbeddingInfo>,
+    /// Why the embedding signals are missing, when they are.
+    pub degraded: Option<ClassifyFailure>,
     /// Whether a rule matched (false: the default decision was taken).
     pub matched: bool,
-    /// Time from sending the prompt to the classifier to having signals.
+    /// Time from asking the classifier to having signals.
     pub classify: Duration,
     /// Time spent in the rule engine.
     pub decide: Duration,
+}
+
+/// Where the prompt's embedding came from.
+#[derive(Debug, Clone)]
+pub struct EmbeddingInfo {
+    pub timings: EmbedTimings,
+    pub batch_size: usize,
+    /// The NATS worker that answered; `None` in embedded mode.
+    pub worker: Option<String>,
 }
 
 /// Why no plan could be made.
@@ -40,14 +57,20 @@ pub struct Routed {
 pub enum PlanError {
     #[error("unknown model `{0}`")]
     UnknownModel(String),
-    #[error("the encoder is still loading")]
+    #[error("the router is still starting")]
     NotReady,
+    /// The classifier failed and the config says to refuse.
     #[error(transparent)]
-    Classify(#[from] ClassifyError),
+    Classify(#[from] ClassifyFailure),
 }
 
 /// Plans a request for `model` with routing text `prompt`.
-pub async fn plan(state: &AppState, model: &str, prompt: String) -> Result<RoutePlan, PlanError> {
+pub async fn plan(
+    state: &AppState,
+    request_id: &str,
+    model: &str,
+    prompt: String,
+) -> Result<RoutePlan, PlanError> {
     let config = &state.config;
     if let Some(id) = config.model_id(model) {
         return Ok(RoutePlan {
@@ -59,22 +82,79 @@ pub async fn plan(state: &AppState, model: &str, prompt: String) -> Result<Route
     if !config.is_alias(model) {
         return Err(PlanError::UnknownModel(model.to_owned()));
     }
-    let classifier = state.classifier().ok_or(PlanError::NotReady)?;
+    let ready = state.ready().ok_or(PlanError::NotReady)?;
     let started = Instant::now();
-    let classified = classifier.classify(prompt).await?;
+    let deadline = config.classifier.deadline;
+    let (signals, embedding, degraded) = match ready
+        .classifier
+        .embed(request_id, vec![prompt.clone()], deadline)
+        .await
+    {
+        Ok(e) => match e.items.first() {
+            Some(item) => {
+                let prompt_embedding = PromptEmbedding {
+                    vector: &item.vector,
+                    tokens: item.tokens,
+                    truncated: item.truncated,
+                };
+                let signals = ready.signals.compute(&prompt, Some(prompt_embedding));
+                let info = EmbeddingInfo {
+                    timings: e.timings,
+                    batch_size: e.batch_size,
+                    worker: e.worker,
+                };
+                (signals, Some(info), None)
+            }
+            None => degrade(
+                state,
+                &prompt,
+                ClassifyFailure::Transport("empty reply".into()),
+            )?,
+        },
+        Err(failure) => degrade(state, &prompt, failure)?,
+    };
     let classify = started.elapsed();
 
     let started = Instant::now();
-    let decided = routemesh_decision::decide(config, &classified.signals);
+    let decided = routemesh_decision::decide(config, &signals);
     let decide = started.elapsed();
     Ok(RoutePlan {
         decision: decided.name.to_owned(),
         model: decided.model,
         routed: Some(Routed {
-            classified,
+            signals,
+            embedding,
+            degraded,
             matched: decided.matched,
             classify,
             decide,
         }),
     })
+}
+
+type Degraded = (Signals, Option<EmbeddingInfo>, Option<ClassifyFailure>);
+
+/// Signals without an embedding, or the refusal the config asks for.
+fn degrade(
+    state: &AppState,
+    prompt: &str,
+    failure: ClassifyFailure,
+) -> Result<Degraded, PlanError> {
+    let pool = state
+        .ready()
+        .map(|r| r.classifier.describe())
+        .unwrap_or_default();
+    metrics::counter!("routemesh_degradations_total", "stage" => "classify", "reason" => failure.reason())
+        .increment(1);
+    tracing::warn!(classifier = %pool, reason = failure.reason(), error = %failure, "classifier unavailable");
+    match state.config.classifier.on_unavailable {
+        OnUnavailable::Reject => Err(PlanError::Classify(failure)),
+        OnUnavailable::Degrade => {
+            let signals = state
+                .ready()
+                .map(|r| r.signals.compute(prompt, None))
+                .unwrap_or_default();
+            Ok((signals, None, Some(failure)))
+        }
+    }
 }

@@ -5,15 +5,23 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use routemesh_classifier_worker::{EncoderError, load_embedded};
+use routemesh_classifier_worker::nats::{self, ConnectError};
+use routemesh_classifier_worker::{BatchOptions, Batcher, Encoder, EncoderError, SignalComputer};
 use routemesh_common::Config;
+use routemesh_common::config::Transport;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::state::AppState;
+use crate::classify::{Classifier, NatsPool};
+use crate::state::{AppState, Ready};
 use crate::upstream::UpstreamPool;
+
+/// Route examples embedded per classifier request at start.
+const EXAMPLE_CHUNK: usize = 32;
+/// Deadline of one such request (a cold CPU encoder can be slow).
+const EXAMPLE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Files the encoder folder must hold.
 const MODEL_FILES: &[&str] = &["config.json", "tokenizer.json", "model.safetensors"];
@@ -28,6 +36,8 @@ pub enum ServeError {
     ModelMissing { dir: PathBuf, missing: PathBuf },
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Nats(#[from] ConnectError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -35,13 +45,19 @@ pub enum ServeError {
     },
     #[error("cannot load the encoder from {dir}: {source}")]
     Model { dir: PathBuf, source: EncoderError },
+    #[error("cannot embed the route examples: {0}")]
+    Examples(String),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Checks that the encoder folder has its files, before anything is bound.
+/// Checks that the encoder folder has its files (embedded mode), before
+/// anything is bound.
 pub fn check_model_files(config: &Config) -> Result<(), ServeError> {
-    let dir = &config.encoder.model_dir;
+    let Some(encoder) = &config.encoder else {
+        return Ok(());
+    };
+    let dir = &encoder.model_dir;
     match MODEL_FILES
         .iter()
         .map(|f| dir.join(f))
@@ -58,46 +74,37 @@ pub fn check_model_files(config: &Config) -> Result<(), ServeError> {
 /// Serves until a shutdown signal (then `Ok`) or a fatal error.
 ///
 /// Prints `routemesh listening on http://ADDR` once bound and
-/// `routemesh ready` once the encoder has loaded, each on its own stdout
-/// line, for scripts and tests to wait on.
+/// `routemesh ready` once routing can run, each on its own stdout line, for
+/// scripts and tests to wait on.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     check_model_files(&config)?;
     let config = Arc::new(config);
     let state = AppState::new(config.clone(), UpstreamPool::new(&config)?);
+    let pool = match &config.classifier.transport {
+        Transport::Embedded => None,
+        Transport::Nats { pool, nats } => {
+            let client = nats::connect(nats, "routemesh-gateway").await?;
+            Some(NatsPool::new(client, pool))
+        }
+    };
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr()?;
     announce(&format!("routemesh listening on http://{local}"));
-    tracing::info!(%local, "listening; loading the encoder");
+    tracing::info!(%local, "listening; preparing the classifier");
 
     let (failed_tx, failed_rx) = oneshot::channel();
-    let loader = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        match load_embedded(&loader.config) {
-            Ok(classifier) => {
-                let _ = loader.classifier.set(classifier);
-                let examples: usize = loader
-                    .config
-                    .signals
-                    .routes
-                    .iter()
-                    .map(|r| r.examples.len())
-                    .sum();
-                tracing::info!(
-                    seconds = started.elapsed().as_secs_f64(),
-                    route_examples = examples,
-                    "encoder loaded; ready"
-                );
+    let starting = state.clone();
+    tokio::spawn(async move {
+        match prepare(&starting.config, pool).await {
+            Ok(ready) => {
+                let _ = starting.ready.set(ready);
                 announce("routemesh ready");
             }
-            Err(source) => {
-                let _ = failed_tx.send(ServeError::Model {
-                    dir: loader.config.encoder.model_dir.clone(),
-                    source,
-                });
+            Err(e) => {
+                let _ = failed_tx.send(e);
             }
         }
     });
@@ -117,6 +124,72 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         Ok(err) => Err(err),
         Err(_) => Ok(()),
     }
+}
+
+/// Builds the classifier (loading the encoder in embedded mode) and embeds
+/// the route examples through it. With a NATS pool it waits, retrying, until
+/// a worker answers.
+async fn prepare(config: &Config, pool: Option<NatsPool>) -> Result<Ready, ServeError> {
+    let started = Instant::now();
+    let classifier = match (pool, &config.encoder) {
+        (Some(pool), _) => Classifier::Nats(pool),
+        (None, Some(encoder)) => {
+            let e = encoder.clone();
+            let batcher = tokio::task::spawn_blocking(move || {
+                let model = Encoder::load(&e.model_dir, e.max_tokens).map_err(|source| {
+                    ServeError::Model {
+                        dir: e.model_dir.clone(),
+                        source,
+                    }
+                })?;
+                let opts = BatchOptions {
+                    max_batch: e.max_batch,
+                    max_wait: Duration::ZERO,
+                    queue: e.max_batch * 32,
+                };
+                Batcher::start(vec![Box::new(model)], opts).map_err(ServeError::Io)
+            })
+            .await
+            .map_err(|e| ServeError::Examples(format!("the loader panicked: {e}")))??;
+            Classifier::Embedded(batcher)
+        }
+        (None, None) => return Err(ServeError::Examples("no classifier configured".into())),
+    };
+    let texts = SignalComputer::example_texts(&config.signals);
+    let mut vectors = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(EXAMPLE_CHUNK) {
+        let mut attempts = 0u32;
+        let embedded = loop {
+            match classifier
+                .embed("startup", chunk.to_vec(), EXAMPLE_DEADLINE)
+                .await
+            {
+                Ok(e) => break e,
+                Err(failure) if matches!(classifier, Classifier::Nats(_)) => {
+                    if attempts % 10 == 0 {
+                        tracing::warn!(classifier = %classifier.describe(), reason = failure.reason(), "waiting for classifier workers to embed the route examples");
+                    }
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(failure) => return Err(ServeError::Examples(failure.to_string())),
+            }
+        };
+        vectors.extend(embedded.items.into_iter().map(|i| i.vector));
+    }
+    let signals = SignalComputer::new(&config.signals, vectors).ok_or_else(|| {
+        ServeError::Examples("the classifier returned the wrong number of embeddings".into())
+    })?;
+    tracing::info!(
+        classifier = %classifier.describe(),
+        seconds = started.elapsed().as_secs_f64(),
+        route_examples = texts.len(),
+        "classifier ready"
+    );
+    Ok(Ready {
+        classifier,
+        signals,
+    })
 }
 
 fn announce(line: &str) {

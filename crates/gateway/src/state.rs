@@ -2,17 +2,26 @@
 
 use std::sync::{Arc, OnceLock};
 
-use routemesh_classifier_worker::EmbeddedClassifier;
+use routemesh_classifier_worker::SignalComputer;
 use routemesh_common::Config;
 
+use crate::classify::Classifier;
 use crate::upstream::UpstreamPool;
+
+/// What routing needs once it can run: a classifier and the route examples'
+/// embeddings (made through that classifier at start).
+#[derive(Debug)]
+pub struct Ready {
+    pub classifier: Classifier,
+    pub signals: SignalComputer,
+}
 
 /// What every handler can reach; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    /// Set once the encoder has loaded; until then routed requests get 503.
-    pub classifier: Arc<OnceLock<EmbeddedClassifier>>,
+    /// Set once routing can run; until then routed requests get 503.
+    pub ready: Arc<OnceLock<Ready>>,
     pub upstreams: Arc<UpstreamPool>,
 }
 
@@ -20,13 +29,13 @@ impl AppState {
     pub fn new(config: Arc<Config>, upstreams: UpstreamPool) -> Self {
         Self {
             config,
-            classifier: Arc::new(OnceLock::new()),
+            ready: Arc::new(OnceLock::new()),
             upstreams: Arc::new(upstreams),
         }
     }
 
-    /// The classifier, once the model has loaded.
-    pub fn classifier(&self) -> Option<&EmbeddedClassifier> {
-        self.classifier.get()
+    /// The routing machinery, once ready.
+    pub fn ready(&self) -> Option<&Ready> {
+        self.ready.get()
     }
 }

@@ -25,7 +25,10 @@ pub use validate::parse;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
-    pub encoder: EncoderConfig,
+    /// Where prompts are embedded.
+    pub classifier: ClassifierConfig,
+    /// The in-process encoder; present exactly when the transport is embedded.
+    pub encoder: Option<EncoderConfig>,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
     pub router: RouterConfig,
@@ -63,6 +66,35 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
+}
+
+/// `classifier:` — where prompts are embedded and what happens when that fails.
+#[derive(Debug, Clone)]
+pub struct ClassifierConfig {
+    pub transport: Transport,
+    /// Longest wait for the embedding of one prompt.
+    pub deadline: Duration,
+    pub on_unavailable: OnUnavailable,
+}
+
+/// Where prompts are embedded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// In this process (the `encoder:` section).
+    Embedded,
+    /// By a worker pool over NATS.
+    Nats { pool: String, nats: NatsConfig },
+}
+
+/// What a routed request does when its prompt cannot be embedded in time
+/// (no worker answers, an error, a full queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnavailable {
+    /// Route without embedding signals (keywords still count); the response
+    /// says so in `x-routemesh-degraded`.
+    Degrade,
+    /// Refuse the request with 503.
+    Reject,
 }
 
 /// `encoder:` — the sentence encoder that embeds prompts.
@@ -104,6 +136,34 @@ pub struct ModelConfig {
     pub upstream: UpstreamId,
     /// The name sent upstream in `model` (defaults to `name`).
     pub upstream_model: String,
+}
+
+/// How to reach NATS (gateway `nats:` section; worker command-line flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated: `nats://host:4222`, `tls://…`.
+    pub url: String,
+    /// A `.creds` file (JWT + NKey seed) for decentralised auth.
+    pub credentials_file: Option<PathBuf>,
+    /// CA certificate(s) to trust, PEM; setting it requires TLS.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS, PEM.
+    pub tls_client_cert: Option<(PathBuf, PathBuf)>,
+    /// Refuse a connection that is not TLS.
+    pub require_tls: bool,
+}
+
+impl NatsConfig {
+    /// Plain connection to `url`, no credentials, no TLS requirements.
+    pub fn plain(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            credentials_file: None,
+            tls_ca_file: None,
+            tls_client_cert: None,
+            require_tls: false,
+        }
+    }
 }
 
 /// `router:`

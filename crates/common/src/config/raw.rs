@@ -28,6 +28,36 @@ pub(crate) struct RawEncoder {
     pub(crate) max_batch: Option<u32>,
 }
 
+/// `classifier:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClassifier {
+    pub(crate) transport: Option<String>,
+    pub(crate) pool: Option<String>,
+    pub(crate) deadline: Option<String>,
+    pub(crate) on_unavailable: Option<String>,
+}
+
+/// `nats:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNats {
+    pub(crate) url: Option<String>,
+    pub(crate) credentials_file: Option<String>,
+    pub(crate) tls: Option<RawTls>,
+}
+
+/// `nats.tls:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub(crate) ca_file: Option<String>,
+    pub(crate) cert_file: Option<String>,
+    pub(crate) key_file: Option<String>,
+    #[serde(default)]
+    pub(crate) required: bool,
+}
+
 /// One item of `upstreams:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

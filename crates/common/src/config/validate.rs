@@ -11,13 +11,13 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::raw::{
-    RawDecision, RawDefault, RawEncoder, RawExpr, RawKeywordRule, RawModel, RawRoute,
-    RawRoutePredicate, RawRouter, RawServer, RawSignals, RawUpstream,
+    RawClassifier, RawDecision, RawDefault, RawEncoder, RawExpr, RawKeywordRule, RawModel, RawNats,
+    RawRoute, RawRoutePredicate, RawRouter, RawServer, RawSignals, RawUpstream,
 };
 use super::{
-    Config, ConfigError, ConfigErrors, DecisionConfig, DefaultDecision, EncoderConfig, KeywordRule,
-    ModelConfig, ModelId, RouteConfig, RouterConfig, ServerConfig, SignalsConfig, UpstreamConfig,
-    UpstreamId,
+    ClassifierConfig, Config, ConfigError, ConfigErrors, DecisionConfig, DefaultDecision,
+    EncoderConfig, KeywordRule, ModelConfig, ModelId, NatsConfig, OnUnavailable, RouteConfig,
+    RouterConfig, ServerConfig, SignalsConfig, Transport, UpstreamConfig, UpstreamId,
 };
 use crate::rules::{Expr, Predicate};
 use crate::signals::{KeywordId, RouteId};
@@ -30,8 +30,11 @@ const MAX_ENCODER_TOKENS: u32 = 512;
 const DEFAULT_MAX_BATCH: u32 = 32;
 const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_ROUTE_THRESHOLD: f32 = 0.5;
+const DEFAULT_DEADLINE: Duration = Duration::from_millis(500);
 const SECTIONS: &[&str] = &[
     "server",
+    "classifier",
+    "nats",
     "encoder",
     "upstreams",
     "models",
@@ -74,6 +77,10 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let server = v
         .section::<RawServer>(take("server"), "server")
         .unwrap_or_default();
+    let classifier = v
+        .section::<RawClassifier>(take("classifier"), "classifier")
+        .unwrap_or_default();
+    let nats = v.section::<RawNats>(take("nats"), "nats");
     let encoder = v.section::<RawEncoder>(take("encoder"), "encoder");
     let upstreams = v.list::<RawUpstream>(take("upstreams"), "upstreams");
     let models = v.list::<RawModel>(take("models"), "models");
@@ -89,7 +96,19 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let default = v.section::<RawDefault>(take("default"), "default");
 
     let server = v.server(server);
-    let encoder = v.encoder(encoder, base_dir);
+    let classifier = v.classifier(classifier, nats, base_dir);
+    let encoder = match classifier.as_ref().map(|c| &c.transport) {
+        Some(Transport::Embedded) => v.encoder(encoder, base_dir).map(Some),
+        Some(Transport::Nats { .. }) if encoder.is_some() => {
+            v.error(
+                "encoder",
+                "only used with `classifier.transport: embedded`; the workers load the model"
+                    .into(),
+            );
+            None
+        }
+        _ => Some(None),
+    };
     let upstreams = v.upstreams(upstreams);
     let (models, model_index) = v.models(models, &upstreams);
     let router = v.router(router, &model_index);
@@ -109,9 +128,10 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
         }
     }
 
-    match (v.errors.is_empty(), server, encoder, default) {
-        (true, Some(server), Some(encoder), Some(default)) => Ok(Config {
+    match (v.errors.is_empty(), server, classifier, encoder, default) {
+        (true, Some(server), Some(classifier), Some(encoder), Some(default)) => Ok(Config {
             server,
+            classifier,
             encoder,
             upstreams,
             models,
@@ -257,6 +277,98 @@ impl Validator {
             listen: listen?,
             max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
         })
+    }
+
+    fn classifier(
+        &mut self,
+        raw: RawClassifier,
+        nats: Option<RawNats>,
+        base_dir: &Path,
+    ) -> Option<ClassifierConfig> {
+        let deadline = self.duration(raw.deadline.as_deref(), "classifier.deadline");
+        let on_unavailable = match raw.on_unavailable.as_deref() {
+            None | Some("degrade") => Some(OnUnavailable::Degrade),
+            Some("reject") => Some(OnUnavailable::Reject),
+            Some(other) => {
+                // Recorded; parsing fails. Keep going so `encoder` is checked too.
+                self.error(
+                    "classifier.on_unavailable",
+                    format!("`{other}`: use degrade or reject"),
+                );
+                Some(OnUnavailable::Degrade)
+            }
+        };
+        let transport = match raw.transport.as_deref() {
+            None | Some("embedded") => {
+                if raw.pool.is_some() {
+                    self.error("classifier.pool", "only used with `transport: nats`".into());
+                }
+                if nats.is_some() {
+                    self.error("nats", "only used with `classifier.transport: nats`".into());
+                }
+                Some(Transport::Embedded)
+            }
+            Some("nats") => {
+                let pool = raw.pool.unwrap_or_else(|| "minilm".to_owned());
+                if !crate::wire::valid_pool_name(&pool) {
+                    self.error(
+                        "classifier.pool",
+                        format!("`{pool}`: use letters, digits, `-` and `_`"),
+                    );
+                }
+                let nats = self.nats(nats.unwrap_or_default(), base_dir);
+                Some(Transport::Nats { pool, nats })
+            }
+            Some(other) => {
+                self.error(
+                    "classifier.transport",
+                    format!("`{other}`: use embedded or nats"),
+                );
+                None
+            }
+        };
+        Some(ClassifierConfig {
+            transport: transport?,
+            deadline: deadline.unwrap_or(DEFAULT_DEADLINE),
+            on_unavailable: on_unavailable?,
+        })
+    }
+
+    fn nats(&mut self, raw: RawNats, base_dir: &Path) -> NatsConfig {
+        let url = raw
+            .url
+            .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
+        let schemes = ["nats://", "tls://", "ws://", "wss://"];
+        for (i, u) in url.split(',').enumerate() {
+            let u = u.trim();
+            if !schemes.iter().any(|s| u.starts_with(s)) || u.len() <= 6 {
+                let path = if url.contains(',') {
+                    format!("nats.url[{i}]")
+                } else {
+                    "nats.url".to_owned()
+                };
+                self.error(
+                    &path,
+                    format!("`{u}` is not a nats://, tls://, ws:// or wss:// URL"),
+                );
+            }
+        }
+        let tls = raw.tls.unwrap_or_default();
+        let client = match (tls.cert_file, tls.key_file) {
+            (Some(c), Some(k)) => Some((base_dir.join(c), base_dir.join(k))),
+            (None, None) => None,
+            _ => {
+                self.error("nats.tls", "cert_file and key_file go together".into());
+                None
+            }
+        };
+        NatsConfig {
+            url,
+            credentials_file: raw.credentials_file.map(|f| base_dir.join(f)),
+            tls_ca_file: tls.ca_file.map(|f| base_dir.join(f)),
+            tls_client_cert: client,
+            require_tls: tls.required,
+        }
     }
 
     fn encoder(&mut self, raw: Option<RawEncoder>, base_dir: &Path) -> Option<EncoderConfig> {

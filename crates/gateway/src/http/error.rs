@@ -3,9 +3,9 @@
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use routemesh_classifier_worker::ClassifyError;
 use serde::Serialize;
 
+use crate::classify::ClassifyFailure;
 use crate::pipeline::PlanError;
 use crate::upstream::UpstreamError;
 
@@ -30,8 +30,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the router is starting: the encoder model is still loading")]
     NotReady,
+    /// The classifier failed and the config says to refuse (`on_unavailable: reject`).
     #[error("{0}")]
-    Classify(#[from] ClassifyError),
+    Classify(#[from] ClassifyFailure),
     #[error("{0}")]
     Upstream(#[from] UpstreamError),
 }
@@ -74,15 +75,10 @@ impl ApiError {
                 "method_not_allowed",
             ),
             Self::NotReady => (S::SERVICE_UNAVAILABLE, "service_unavailable", "not_ready"),
-            Self::Classify(ClassifyError::Overloaded { .. }) => (
+            Self::Classify(_) => (
                 S::SERVICE_UNAVAILABLE,
                 "service_unavailable",
-                "classifier_overloaded",
-            ),
-            Self::Classify(_) => (
-                S::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "classifier_failed",
+                "classifier_unavailable",
             ),
             Self::Upstream(UpstreamError::Unreachable { .. }) => {
                 (S::BAD_GATEWAY, "upstream_error", "upstream_unreachable")

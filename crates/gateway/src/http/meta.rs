@@ -13,7 +13,7 @@ use http::{HeaderValue, StatusCode};
 
 use super::error::ApiError;
 use super::openai::{self, ChatRequest};
-use super::{HEADER_DECISION, HEADER_MODEL, HEADER_REQUEST_ID};
+use super::{HEADER_DECISION, HEADER_DEGRADED, HEADER_MODEL, HEADER_REQUEST_ID};
 use crate::pipeline::{self, RoutePlan};
 use crate::state::AppState;
 
@@ -25,6 +25,8 @@ pub(super) struct Trace {
     pub(super) started: Instant,
     pub(super) decision: Option<String>,
     pub(super) model: Option<String>,
+    /// Why routing ran without embedding signals, if it did.
+    pub(super) degraded: Option<&'static str>,
     /// `(stage, duration)` in the order they happened.
     pub(super) stages: Vec<(&'static str, Duration)>,
 }
@@ -52,6 +54,7 @@ impl Trace {
             started: Instant::now(),
             decision: None,
             model: None,
+            degraded: None,
             stages: Vec::with_capacity(4),
         }
     }
@@ -79,6 +82,11 @@ impl Trace {
         }
         self.decision = Some(plan.decision.clone());
         self.model = Some(model.to_owned());
+        self.degraded = plan
+            .routed
+            .as_ref()
+            .and_then(|r| r.degraded.as_ref())
+            .map(|f| f.reason());
     }
 
     /// The response for a handler's result, with the trace's headers.
@@ -102,6 +110,9 @@ impl Trace {
         if let Some(m) = &self.model {
             set(HEADER_MODEL, m);
         }
+        if let Some(reason) = self.degraded {
+            set(HEADER_DEGRADED, &format!("classify={reason}"));
+        }
         set("server-timing", &self.server_timing());
     }
 }
@@ -120,7 +131,7 @@ pub(super) async fn read_and_plan(
     })?;
     let mut req = openai::parse_chat(&body)?;
     let prompt = std::mem::take(&mut req.prompt);
-    let plan = pipeline::plan(state, &req.model, prompt).await?;
+    let plan = pipeline::plan(state, &trace.id, &req.model, prompt).await?;
     trace.record(&plan, &state.config.model(plan.model).name);
     Ok((req, plan))
 }

@@ -24,6 +24,9 @@ use crate::state::AppState;
 pub const HEADER_DECISION: &str = "x-routemesh-decision";
 /// Response header naming the model that answered.
 pub const HEADER_MODEL: &str = "x-routemesh-model";
+/// Response header present when routing ran without some signals, e.g.
+/// `classify=timeout`.
+pub const HEADER_DEGRADED: &str = "x-routemesh-degraded";
 /// Response header carrying the gateway's id for the request.
 pub const HEADER_REQUEST_ID: &str = "x-routemesh-request-id";
 
@@ -67,9 +70,10 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 once the encoder has loaded, 503 before.
+/// `GET /readyz`: 200 once routing can run (encoder loaded or worker pool
+/// answering, route examples embedded), 503 before.
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.classifier().is_some() {
+    if state.ready().is_some() {
         Json(json!({ "status": "ready" })).into_response()
     } else {
         (

@@ -28,7 +28,21 @@ struct DryRun<'a> {
     signals: Option<SignalsView<'a>>,
     timings_ms: BTreeMap<&'static str, f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    classifier: Option<ClassifierView<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ClassifierView<'a> {
+    /// `embedded` or `nats:<pool>`.
+    transport: String,
+    /// The NATS worker that answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     batch_size: Option<usize>,
+    /// Why the embedding signals are missing (`timeout`, `no_responders`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degraded: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,7 +63,7 @@ struct ModelView<'a> {
 struct SignalsView<'a> {
     routes: BTreeMap<&'a str, f32>,
     keywords: BTreeMap<&'a str, bool>,
-    prompt_tokens: u32,
+    prompt_tokens: Option<u32>,
     truncated: bool,
 }
 
@@ -78,14 +92,14 @@ async fn handle(
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let mut timings = BTreeMap::new();
     let signals = routed.as_ref().map(|r| {
-        let t = &r.classified.timings;
-        timings.insert("queue", ms(t.queue));
-        timings.insert("tokenize", ms(t.tokenize));
-        timings.insert("forward", ms(t.forward));
-        timings.insert("signals", ms(t.signals));
+        if let Some(e) = &r.embedding {
+            timings.insert("queue", ms(e.timings.queue));
+            timings.insert("tokenize", ms(e.timings.tokenize));
+            timings.insert("forward", ms(e.timings.forward));
+        }
         timings.insert("classify", ms(r.classify));
         timings.insert("decide", ms(r.decide));
-        let s = &r.classified.signals;
+        let s = &r.signals;
         SignalsView {
             routes: config
                 .signals
@@ -121,7 +135,15 @@ async fn handle(
         },
         signals,
         timings_ms: timings,
-        batch_size: routed.as_ref().map(|r| r.classified.batch_size),
+        classifier: routed.as_ref().map(|r| ClassifierView {
+            transport: state
+                .ready()
+                .map(|x| x.classifier.describe())
+                .unwrap_or_default(),
+            worker: r.embedding.as_ref().and_then(|e| e.worker.as_deref()),
+            batch_size: r.embedding.as_ref().map(|e| e.batch_size),
+            degraded: r.degraded.as_ref().map(|f| f.reason()),
+        }),
     };
     Ok(Json(view).into_response())
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::parse;
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Config, ConfigErrors, NatsConfig, OnUnavailable, Transport};
 use crate::rules::{Expr, Predicate};
 use crate::signals::RouteId;
 
@@ -66,12 +66,18 @@ fn base_config_resolves_names_and_defaults() {
         c.upstreams[0].base_url, "http://127.0.0.1:9000/v1",
         "trailing slash trimmed"
     );
+    let encoder = c
+        .encoder
+        .as_ref()
+        .map(|e| (e.model_dir.clone(), e.max_tokens));
+    let expected = (Path::new("/etc/rm/models/m").to_path_buf(), 256);
+    assert_eq!(encoder, Some(expected), "relative to the file");
     assert_eq!(
-        c.encoder.model_dir,
-        Path::new("/etc/rm/models/m"),
-        "relative to the file"
+        c.classifier.transport,
+        Transport::Embedded,
+        "embedded by default"
     );
-    assert_eq!(c.encoder.max_tokens, 256);
+    assert_eq!(c.classifier.on_unavailable, OnUnavailable::Degrade);
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
     let big = c
         .model_id("big")
@@ -229,4 +235,62 @@ fn error_report_counts_and_lists_every_error() {
         "{shown}"
     );
     assert_eq!(shown.lines().count(), e.0.len() + 1);
+}
+
+#[test]
+fn nats_transport_needs_no_encoder_and_resolves_its_files() {
+    let text = BASE.replace(
+        "encoder: { model_dir: models/m }",
+        "classifier: { transport: nats, pool: gpu-a, deadline: 80ms, on_unavailable: reject }\n\
+         nats: { url: \"nats://10.0.0.1:4222,nats://10.0.0.2:4222\", credentials_file: r.creds, tls: { ca_file: ca.pem } }",
+    );
+    let c = ok(&text);
+    let expected = NatsConfig {
+        url: "nats://10.0.0.1:4222,nats://10.0.0.2:4222".into(),
+        credentials_file: Some("/etc/rm/r.creds".into()),
+        tls_ca_file: Some("/etc/rm/ca.pem".into()),
+        tls_client_cert: None,
+        require_tls: false,
+    };
+    assert_eq!(
+        c.classifier.transport,
+        Transport::Nats {
+            pool: "gpu-a".into(),
+            nats: expected
+        }
+    );
+    assert_eq!(c.classifier.deadline, std::time::Duration::from_millis(80));
+    assert_eq!(c.classifier.on_unavailable, OnUnavailable::Reject);
+    assert!(c.encoder.is_none());
+}
+
+#[test]
+fn classifier_mistakes_are_named() {
+    let errs = errors(&BASE.replace(
+        "encoder: { model_dir: models/m }",
+        "classifier: { transport: carrier-pigeon }",
+    ));
+    assert!(has(&errs, "classifier.transport"), "{errs:?}");
+    let errs = errors(&format!(
+        "{BASE}\nclassifier: {{ transport: nats, pool: a.b, on_unavailable: shrug }}\nnats: {{ url: http://x, tls: {{ cert_file: c.pem }} }}\n"
+    ));
+    for path in [
+        "classifier.pool",
+        "classifier.on_unavailable",
+        "nats.url",
+        "nats.tls",
+        "encoder",
+    ] {
+        assert!(has(&errs, path), "no error at {path}: {errs:?}");
+    }
+    let errs = errors(&format!("{BASE}\nnats: {{ url: nats://x:4222 }}\n"));
+    assert!(
+        has(&errs, "nats"),
+        "nats without the nats transport: {errs:?}"
+    );
+    let errs = errors(&BASE.replace("encoder: { model_dir: models/m }", ""));
+    assert!(
+        has(&errs, "encoder.model_dir"),
+        "embedded needs the encoder: {errs:?}"
+    );
 }

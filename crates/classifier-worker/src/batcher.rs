@@ -1,0 +1,238 @@
+//! Dynamic batching in front of an embedding model.
+//!
+//! Callers on the async runtime submit texts over a bounded channel and await
+//! a oneshot reply. Each replica thread owns one model: it blocks for the
+//! first job, then collects more until `max_batch` texts or `max_wait` have
+//! passed, orders the texts by length (less padding), runs forward passes of
+//! at most `max_batch` texts and answers every job. A full queue is refused at
+//! once ([`ClassifyError::Overloaded`], retriable); a job whose deadline passed
+//! while queued is answered [`ClassifyError::DeadlineExceeded`] without
+//! running. The embedded gateway and the NATS worker share this code.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tokio::sync::oneshot;
+
+use crate::encoder::Encoded;
+use crate::error::{ClassifyError, EncoderError};
+
+/// Anything that embeds a batch of texts: the real encoder, or the
+/// fixed-cost simulation used by scaling benchmarks.
+pub trait EmbeddingModel: Send + 'static {
+    fn encode(&self, texts: &[&str]) -> Result<Encoded, EncoderError>;
+}
+
+impl EmbeddingModel for crate::encoder::Encoder {
+    fn encode(&self, texts: &[&str]) -> Result<Encoded, EncoderError> {
+        crate::encoder::Encoder::encode(self, texts)
+    }
+}
+
+/// How the batcher groups work.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchOptions {
+    /// Most texts in one forward pass.
+    pub max_batch: usize,
+    /// How long the first job of a batch waits for company; zero takes only
+    /// what is already queued.
+    pub max_wait: Duration,
+    /// Most jobs waiting; more are refused.
+    pub queue: usize,
+}
+
+/// The embedding of one text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedding {
+    /// Unit-length vector.
+    pub vector: Vec<f32>,
+    /// Tokens before truncation, special tokens included.
+    pub tokens: usize,
+    pub truncated: bool,
+}
+
+/// The answer to one job.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    /// One per submitted text, in order.
+    pub items: Vec<Embedding>,
+    pub timings: EmbedTimings,
+    /// Texts in the largest forward pass this job shared.
+    pub batch_size: usize,
+}
+
+/// Where a job's time went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EmbedTimings {
+    /// From submission until its batch started.
+    pub queue: Duration,
+    /// Tokenizing, summed over the job's forward passes.
+    pub tokenize: Duration,
+    /// Forward passes and pooling, summed.
+    pub forward: Duration,
+}
+
+struct Job {
+    texts: Vec<String>,
+    enqueued: Instant,
+    deadline: Option<Instant>,
+    reply: oneshot::Sender<Result<Embedded, ClassifyError>>,
+}
+
+/// Handle to the replica threads; cheap to clone. The threads stop when the
+/// last handle is dropped, after finishing the jobs they hold.
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    tx: Sender<Job>,
+    capacity: usize,
+}
+
+impl Batcher {
+    /// Starts one thread per model replica, all fed from one queue.
+    pub fn start(
+        models: Vec<Box<dyn EmbeddingModel>>,
+        opts: BatchOptions,
+    ) -> std::io::Result<Self> {
+        let capacity = opts.queue.max(1);
+        let opts = BatchOptions {
+            max_batch: opts.max_batch.max(1),
+            queue: capacity,
+            ..opts
+        };
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        for (i, model) in models.into_iter().enumerate() {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("routemesh-encoder-{i}"))
+                .spawn(move || run(model.as_ref(), &rx, opts))?;
+        }
+        Ok(Self { tx, capacity })
+    }
+
+    /// Embeds `texts`; gives up on them at `deadline` if they have not started.
+    pub async fn embed(
+        &self,
+        texts: Vec<String>,
+        deadline: Option<Instant>,
+    ) -> Result<Embedded, ClassifyError> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            texts,
+            enqueued: Instant::now(),
+            deadline,
+            reply,
+        };
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(ClassifyError::Overloaded {
+                    queued: self.capacity,
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(ClassifyError::Stopped),
+        }
+        rx.await.unwrap_or(Err(ClassifyError::Stopped))
+    }
+
+    /// Jobs waiting for a replica.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+fn run(model: &dyn EmbeddingModel, rx: &Receiver<Job>, opts: BatchOptions) {
+    while let Ok(first) = rx.recv() {
+        let mut texts = first.texts.len();
+        let mut jobs = vec![first];
+        let until = Instant::now() + opts.max_wait;
+        while texts < opts.max_batch {
+            let next = if opts.max_wait.is_zero() {
+                rx.try_recv().ok()
+            } else {
+                rx.recv_deadline(until).ok()
+            };
+            let Some(job) = next else { break };
+            texts += job.texts.len();
+            jobs.push(job);
+        }
+        run_jobs(model, jobs, opts.max_batch);
+    }
+}
+
+/// Runs a group of jobs as forward passes of at most `max_batch` texts,
+/// shortest texts together.
+fn run_jobs(model: &dyn EmbeddingModel, jobs: Vec<Job>, max_batch: usize) {
+    let started = Instant::now();
+    let mut live = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if job.reply.is_closed() {
+            continue; // the caller gave up; costs nothing more
+        }
+        if job.deadline.is_some_and(|d| d <= started) {
+            let _ = job.reply.send(Err(ClassifyError::DeadlineExceeded));
+            continue;
+        }
+        live.push(job);
+    }
+    // (job, text) pairs, shortest first: similar lengths share a pass.
+    let mut order: Vec<(usize, usize)> = live
+        .iter()
+        .enumerate()
+        .flat_map(|(j, job)| (0..job.texts.len()).map(move |t| (j, t)))
+        .collect();
+    order.sort_by_key(|&(j, t)| live[j].texts[t].len());
+
+    let mut out: Vec<Vec<Option<Embedding>>> =
+        live.iter().map(|j| vec![None; j.texts.len()]).collect();
+    let mut timings: Vec<EmbedTimings> = live
+        .iter()
+        .map(|j| EmbedTimings {
+            queue: started.saturating_duration_since(j.enqueued),
+            ..EmbedTimings::default()
+        })
+        .collect();
+    let mut batch_size = vec![0usize; live.len()];
+    for chunk in order.chunks(max_batch) {
+        let texts: Vec<&str> = chunk
+            .iter()
+            .map(|&(j, t)| live[j].texts[t].as_str())
+            .collect();
+        let encoded = match model.encode(&texts) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, texts = texts.len(), "encoder failed on a batch");
+                let message = e.to_string();
+                for job in live {
+                    let _ = job.reply.send(Err(ClassifyError::Failed(message.clone())));
+                }
+                return;
+            }
+        };
+        let mut seen = vec![false; live.len()];
+        for (k, &(j, t)) in chunk.iter().enumerate() {
+            out[j][t] = Some(Embedding {
+                vector: encoded.embeddings[k].clone(),
+                tokens: encoded.token_counts[k],
+                truncated: encoded.truncated[k],
+            });
+            if !seen[j] {
+                seen[j] = true;
+                timings[j].tokenize += encoded.tokenize;
+                timings[j].forward += encoded.forward;
+                batch_size[j] = batch_size[j].max(chunk.len());
+            }
+        }
+    }
+    for (j, job) in live.into_iter().enumerate() {
+        let items: Option<Vec<Embedding>> = std::mem::take(&mut out[j]).into_iter().collect();
+        let result = match items {
+            Some(items) => Ok(Embedded {
+                items,
+                timings: timings[j],
+                batch_size: batch_size[j],
+            }),
+            None => Err(ClassifyError::Failed("an embedding went missing".into())),
+        };
+        let _ = job.reply.send(result);
+    }
+}

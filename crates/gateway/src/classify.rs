@@ -1,0 +1,196 @@
+//! The classifier handle: embeds prompts in this process or through a NATS
+//! worker pool, under one deadline. Both sides of the enum produce the same
+//! [`Embeddings`]; a failure is a [`ClassifyFailure`] the pipeline can route
+//! around (degrade) or refuse on, as the config says.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use routemesh_classifier_worker::{Batcher, ClassifyError, EmbedTimings, Embedding};
+use routemesh_common::wire::{self, ClassifyReply, ClassifyRequest, WIRE_VERSION};
+
+/// Where prompts are embedded.
+#[derive(Debug, Clone)]
+pub enum Classifier {
+    /// The encoder runs in this process.
+    Embedded(Batcher),
+    /// A worker pool answers over NATS.
+    Nats(NatsPool),
+}
+
+/// A pool of classifier workers behind one NATS subject.
+#[derive(Debug, Clone)]
+pub struct NatsPool {
+    pub client: async_nats::Client,
+    pub pool: String,
+    subject: String,
+}
+
+impl NatsPool {
+    pub fn new(client: async_nats::Client, pool: &str) -> Self {
+        Self {
+            client,
+            pool: pool.to_owned(),
+            subject: wire::classify_subject(pool),
+        }
+    }
+}
+
+/// Embeddings of a request's texts and what producing them cost.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    /// One per text, in order.
+    pub items: Vec<Embedding>,
+    pub timings: EmbedTimings,
+    pub batch_size: usize,
+    /// The worker that answered (NATS only).
+    pub worker: Option<String>,
+}
+
+/// Why no embedding came back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClassifyFailure {
+    #[error("no embedding within the classifier deadline of {0:?}")]
+    Timeout(Duration),
+    #[error("no classifier worker is serving pool `{0}`")]
+    NoResponders(String),
+    #[error("the classifier is overloaded; retry")]
+    Overloaded,
+    #[error("classifier worker error {code}: {message}")]
+    Worker { code: u16, message: String },
+    #[error("classifier transport: {0}")]
+    Transport(String),
+}
+
+impl ClassifyFailure {
+    /// A short label for headers and metrics (bounded cardinality).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "timeout",
+            Self::NoResponders(_) => "no_responders",
+            Self::Overloaded => "overloaded",
+            Self::Worker { .. } => "worker_error",
+            Self::Transport(_) => "transport",
+        }
+    }
+}
+
+impl Classifier {
+    /// Embeds `texts`, giving up after `deadline`.
+    pub async fn embed(
+        &self,
+        request_id: &str,
+        texts: Vec<String>,
+        deadline: Duration,
+    ) -> Result<Embeddings, ClassifyFailure> {
+        match self {
+            Self::Embedded(batcher) => embed_local(batcher, texts, deadline).await,
+            Self::Nats(pool) => embed_remote(pool, request_id, texts, deadline).await,
+        }
+    }
+
+    /// A label for logs: `embedded` or `nats:<pool>`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Embedded(_) => "embedded".to_owned(),
+            Self::Nats(p) => format!("nats:{}", p.pool),
+        }
+    }
+}
+
+async fn embed_local(
+    batcher: &Batcher,
+    texts: Vec<String>,
+    deadline: Duration,
+) -> Result<Embeddings, ClassifyFailure> {
+    let run = batcher.embed(texts, Some(Instant::now() + deadline));
+    match tokio::time::timeout(deadline, run).await {
+        Err(_) | Ok(Err(ClassifyError::DeadlineExceeded)) => {
+            Err(ClassifyFailure::Timeout(deadline))
+        }
+        Ok(Err(ClassifyError::Overloaded { .. })) => Err(ClassifyFailure::Overloaded),
+        Ok(Err(e)) => Err(ClassifyFailure::Worker {
+            code: 500,
+            message: e.to_string(),
+        }),
+        Ok(Ok(e)) => Ok(Embeddings {
+            items: e.items,
+            timings: e.timings,
+            batch_size: e.batch_size,
+            worker: None,
+        }),
+    }
+}
+
+async fn embed_remote(
+    pool: &NatsPool,
+    request_id: &str,
+    texts: Vec<String>,
+    deadline: Duration,
+) -> Result<Embeddings, ClassifyFailure> {
+    let n = texts.len();
+    let deadline_ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+    let body = serde_json::to_vec(&ClassifyRequest::new(request_id, texts, deadline_ms))
+        .map_err(|e| ClassifyFailure::Transport(format!("cannot encode the request: {e}")))?;
+    let request = async_nats::Request::new()
+        .payload(Bytes::from(body))
+        .timeout(Some(deadline));
+    let msg = pool
+        .client
+        .send_request(pool.subject.clone(), request)
+        .await
+        .map_err(|e| {
+            use async_nats::client::RequestErrorKind as K;
+            match e.kind() {
+                K::TimedOut => ClassifyFailure::Timeout(deadline),
+                K::NoResponders => ClassifyFailure::NoResponders(pool.pool.clone()),
+                _ => ClassifyFailure::Transport(e.to_string()),
+            }
+        })?;
+    if let Some(code) = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(async_nats::service::NATS_SERVICE_ERROR_CODE))
+    {
+        let code: u16 = code.as_str().parse().unwrap_or(500);
+        let message = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::service::NATS_SERVICE_ERROR))
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default();
+        return Err(match code {
+            503 => ClassifyFailure::Overloaded,
+            504 => ClassifyFailure::Timeout(deadline),
+            _ => ClassifyFailure::Worker { code, message },
+        });
+    }
+    let reply: ClassifyReply = serde_json::from_slice(&msg.payload)
+        .map_err(|e| ClassifyFailure::Transport(format!("malformed reply: {e}")))?;
+    if reply.v != WIRE_VERSION || reply.items.len() != n {
+        return Err(ClassifyFailure::Transport(format!(
+            "reply of version {} with {} items for {n} texts (this gateway speaks version {WIRE_VERSION})",
+            reply.v,
+            reply.items.len()
+        )));
+    }
+    let t = reply.timings;
+    Ok(Embeddings {
+        items: reply
+            .items
+            .into_iter()
+            .map(|i| Embedding {
+                vector: i.embedding,
+                tokens: i.tokens as usize,
+                truncated: i.truncated,
+            })
+            .collect(),
+        timings: EmbedTimings {
+            queue: Duration::from_micros(t.queue_us),
+            tokenize: Duration::from_micros(t.tokenize_us),
+            forward: Duration::from_micros(t.forward_us),
+        },
+        batch_size: reply.batch_size,
+        worker: Some(reply.worker),
+    })
+}
