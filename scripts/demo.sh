@@ -36,9 +36,12 @@ cargo build --release -p routemesh-gateway -p routemesh-loadtest
 pids=()
 cleanup() {
     trap - EXIT INT TERM
-    say "stopping"
+    # Stop the children first: if our output is a pipe whose reader is gone
+    # (e.g. `demo.sh | tee` after Ctrl-C), printing would kill us first.
+    trap '' PIPE
     kill "${pids[@]}" 2>/dev/null || true
     wait 2>/dev/null || true
+    say "stopped" 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
 

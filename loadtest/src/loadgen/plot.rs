@@ -13,10 +13,12 @@ const FONT: &str = "sans-serif";
 
 const P50: RGBColor = RGBColor(31, 119, 180);
 const P99: RGBColor = RGBColor(214, 39, 40);
-const TARGET: RGBColor = RGBColor(127, 127, 127);
+const TARGET: RGBColor = RGBColor(190, 190, 190);
 const OK: RGBColor = RGBColor(44, 160, 44);
 const ERRORS: RGBColor = RGBColor(255, 127, 14);
 
+/// Reads one series' value from a second of the timeline.
+type Value = fn(&TimelinePoint) -> Option<f64>;
 type Panel<'a, 'b> = DrawingArea<SVGBackend<'a>, Shift>;
 type Fallible = Result<(), Box<dyn std::error::Error + 'static>>;
 
@@ -73,23 +75,17 @@ fn latency_panel(area: &Panel<'_, '_>, timeline: &[TimelinePoint]) -> Fallible {
     chart
         .configure_mesh()
         .x_desc("seconds since the measured start")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc("ms")
         .axis_desc_style((FONT, 15))
         .label_style((FONT, 13))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
     for (name, color, value) in [
-        (
-            "p99",
-            P99,
-            (|p: &TimelinePoint| p.p99_ms) as fn(&TimelinePoint) -> Option<f64>,
-        ),
+        ("p99", P99, (|p: &TimelinePoint| p.p99_ms) as Value),
         ("p50", P50, |p: &TimelinePoint| p.p50_ms),
     ] {
-        legend_entry(&mut chart, name, color)?;
-        for run in runs(timeline, value) {
-            chart.draw_series(LineSeries::new(run, color.stroke_width(2)).point_size(2))?;
-        }
+        series(&mut chart, timeline, name, color.stroke_width(2), value)?;
     }
     chart
         .configure_series_labels()
@@ -116,24 +112,27 @@ fn rate_panel(area: &Panel<'_, '_>, timeline: &[TimelinePoint]) -> Fallible {
     chart
         .configure_mesh()
         .x_desc("seconds since the measured start")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc("requests / s")
         .axis_desc_style((FONT, 15))
         .label_style((FONT, 13))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
-    for (name, color, value) in [
+    // The target is drawn wide and pale underneath, so it shows where the others cover it.
+    for (name, style, value) in [
         (
             "target (scheduled)",
-            TARGET,
-            (|p: &TimelinePoint| Some(p.scheduled as f64)) as fn(&TimelinePoint) -> Option<f64>,
+            TARGET.stroke_width(7),
+            (|p: &TimelinePoint| Some(p.scheduled as f64)) as Value,
         ),
-        ("achieved (ok)", OK, |p: &TimelinePoint| Some(p.ok as f64)),
-        ("errors", ERRORS, |p: &TimelinePoint| Some(p.errors as f64)),
+        ("achieved (ok)", OK.stroke_width(2), |p: &TimelinePoint| {
+            Some(p.ok as f64)
+        }),
+        ("errors", ERRORS.stroke_width(2), |p: &TimelinePoint| {
+            Some(p.errors as f64)
+        }),
     ] {
-        legend_entry(&mut chart, name, color)?;
-        for run in runs(timeline, value) {
-            chart.draw_series(LineSeries::new(run, color.stroke_width(2)).point_size(2))?;
-        }
+        series(&mut chart, timeline, name, style, value)?;
     }
     chart
         .configure_series_labels()
@@ -151,19 +150,29 @@ type Chart<'a, 'b> = ChartContext<
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
 
-/// A legend line for a series drawn in pieces.
-fn legend_entry(chart: &mut Chart<'_, '_>, name: &str, color: RGBColor) -> Fallible {
+/// One series, drawn in pieces where seconds have no value, with one legend entry.
+fn series(
+    chart: &mut Chart<'_, '_>,
+    timeline: &[TimelinePoint],
+    name: &str,
+    style: ShapeStyle,
+    value: Value,
+) -> Fallible {
     chart
         .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())?
         .label(name)
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3)));
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], style));
+    for run in runs(timeline, value) {
+        let dots = (style.stroke_width < 4).then_some(2).unwrap_or(0);
+        chart.draw_series(LineSeries::new(run, style).point_size(dots))?;
+    }
     Ok(())
 }
 
 /// The points of one series, split where a second has no value, each at its second's middle.
 fn runs(
     timeline: &[TimelinePoint],
-    value: fn(&TimelinePoint) -> Option<f64>,
+    value: Value,
 ) -> Vec<Vec<(f64, f64)>> {
     let mut runs = vec![Vec::new()];
     for p in timeline {
