@@ -2,6 +2,8 @@
 # Runs the whole routemesh test suite; CI (.ci/run) runs exactly this.
 #
 # Set-up it does itself, each step a no-op when already done:
+#   - installs nats-server (Debian package) for the mesh tests, as root or
+#     through sudo,
 #   - fetches the MiniLM model (scripts/fetch-model.sh),
 #   - creates .venv with the official `openai` Python client, which one
 #     integration test drives the gateway with.
@@ -11,6 +13,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OPENAI_VERSION=3.54.0
+
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+    echo "test.sh: installing nats-server (Debian package) for the mesh tests" >&2
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    if ! { $sudo apt-get update -qq && $sudo apt-get install -y -qq nats-server; } >&2; then
+        echo "test.sh: could not install nats-server; install it (apt-get install nats-server) and rerun" >&2
+        exit 1
+    fi
+fi
 
 scripts/fetch-model.sh
 

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod fake;
 pub mod loadgen;
+pub mod nats_server;
 pub mod server_timing;
 
 /// Installs rustls' `ring` crypto provider for the process (later calls are

@@ -104,6 +104,96 @@ impl Fakes {
     }
 }
 
+impl Fakes {
+    /// The example config with the classifier on a NATS pool instead of
+    /// in-process: no `encoder:` section, a `classifier:` and a `nats:` one.
+    pub fn nats_config(&self, nats_url: &str, pool: &str, on_unavailable: &str) -> Result<String> {
+        let text = self.example_config()?;
+        let start = text.find("\nencoder:").context("no encoder section")?;
+        let end = text[start + 1..]
+            .find("\n\n")
+            .map(|i| start + 1 + i)
+            .context("encoder section end")?;
+        Ok(format!(
+            "{}\nclassifier: {{ transport: nats, pool: {pool}, deadline: 1s, on_unavailable: {on_unavailable} }}\n\
+             nats: {{ url: \"{nats_url}\" }}{}",
+            &text[..start],
+            &text[end..]
+        ))
+    }
+}
+
+/// A `classifier-worker serve` process; killed on drop.
+pub struct Worker {
+    child: Child,
+    /// Its NATS service instance id.
+    pub id: String,
+}
+
+impl Worker {
+    /// Starts a worker for `pool` and waits until it serves.
+    pub async fn start(nats_url: &str, pool: &str) -> Result<Self> {
+        let gateway = PathBuf::from(env!("CARGO_BIN_EXE_routemesh"));
+        let binary = gateway.with_file_name("classifier-worker");
+        if !binary.is_file() {
+            bail!(
+                "{} is not built: run `cargo build -p routemesh-classifier-worker` \
+                 (scripts/test.sh builds the whole workspace)",
+                binary.display()
+            );
+        }
+        let mut child = Command::new(binary)
+            .args([
+                "serve",
+                "--nats-url",
+                nats_url,
+                "--pool",
+                pool,
+                "--max-wait",
+                "0ms",
+                "--model-dir",
+            ])
+            .arg(model_dir())
+            .env("ROUTEMESH_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let wait = async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some((_, id)) = line.split_once(", worker ") {
+                    return Ok(id.to_owned());
+                }
+            }
+            bail!("the worker exited before serving")
+        };
+        let id = tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .context("worker not serving within 60 s")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, id })
+    }
+
+    /// SIGKILL: the worker vanishes with whatever it held.
+    pub async fn kill(&mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit code.
+    pub async fn terminate(&mut self) -> Result<Option<i32>> {
+        let pid = self.child.id().context("already exited")?;
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
+        Ok(exit.code())
+    }
+}
+
 /// A running `routemesh serve`; killed on drop.
 pub struct Gateway {
     pub base: String,

@@ -8,6 +8,7 @@ mod harness;
 mod api;
 mod config_cli;
 mod errors;
+mod mesh;
 mod openai_client;
 mod routing;
 mod streaming;

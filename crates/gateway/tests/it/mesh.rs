@@ -1,0 +1,239 @@
+//! The classifier pool over NATS: a real nats-server, real worker processes,
+//! real gateways.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use routemesh_loadtest::nats_server::NatsServer;
+use serde_json::Value;
+
+use crate::harness::{Fakes, Gateway, Worker, chat, header};
+
+const PROMPTS: &[&str] = &[
+    "What is the integral of x^2 from 0 to 3?",
+    "Hello! How are you doing today?",
+    "def parse(s):\n    return json.loads(s)\nwhy does this fail?",
+    "What is the capital of France?",
+    "Write a Python function that reverses a list",
+    "Thanks, that was helpful!",
+];
+
+async fn route(gw: &Gateway, prompt: &str) -> Result<Value> {
+    let resp = gw.post("/v1/route", chat("auto", prompt)).await?;
+    anyhow::ensure!(resp.status() == 200, "dry run failed: {}", resp.status());
+    Ok(resp.json().await?)
+}
+
+#[tokio::test]
+async fn embedded_and_nats_paths_give_identical_signals() -> Result<()> {
+    let nats = NatsServer::start()?;
+    let _worker = Worker::start(&nats.url(), "minilm").await?;
+    let fakes = Fakes::start().await?;
+    let embedded = Gateway::start(&fakes.example_config()?).await?;
+    let meshed = Gateway::start(&fakes.nats_config(&nats.url(), "minilm", "reject")?).await?;
+    for prompt in PROMPTS {
+        let (a, b) = (
+            route(&embedded, prompt).await?,
+            route(&meshed, prompt).await?,
+        );
+        assert_eq!(a["signals"], b["signals"], "signals differ for {prompt:?}");
+        assert_eq!(
+            a["decision"], b["decision"],
+            "decision differs for {prompt:?}"
+        );
+        assert_eq!(a["classifier"]["transport"], "embedded");
+        assert_eq!(b["classifier"]["transport"], "nats:minilm");
+        assert!(b["classifier"]["worker"].is_string(), "{b}");
+    }
+    // And a real chat request through the mesh.
+    let resp = meshed
+        .post("/v1/chat/completions", chat("auto", PROMPTS[0]))
+        .await?;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-routemesh-model"), "qwen-math-7b");
+    assert_eq!(header(&resp, "x-routemesh-degraded"), "");
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_workers_in_a_pool_share_the_load_and_the_service_lists_them() -> Result<()> {
+    let nats = NatsServer::start()?;
+    let w1 = Worker::start(&nats.url(), "shared").await?;
+    let w2 = Worker::start(&nats.url(), "shared").await?;
+    let fakes = Fakes::start().await?;
+    let gw = Gateway::start(&fakes.nats_config(&nats.url(), "shared", "reject")?).await?;
+    let mut seen = HashSet::new();
+    for i in 0..40 {
+        let v = route(&gw, PROMPTS[i % PROMPTS.len()]).await?;
+        seen.insert(
+            v["classifier"]["worker"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    let expected: HashSet<String> = [w1.id.clone(), w2.id.clone()].into();
+    assert_eq!(seen, expected, "both workers answered");
+
+    // `$SRV.STATS.routemesh-classifier` reports each instance's requests.
+    let client = async_nats::connect(nats.url()).await?;
+    let reply_to = client.new_inbox();
+    let mut inbox = client.subscribe(reply_to.clone()).await?;
+    client
+        .publish_with_reply("$SRV.STATS.routemesh-classifier", reply_to, "".into())
+        .await?;
+    let mut total = 0;
+    for _ in 0..2 {
+        use futures_util::StreamExt;
+        let msg = tokio::time::timeout(Duration::from_secs(5), inbox.next())
+            .await?
+            .context("no stats")?;
+        let stats: Value = serde_json::from_slice(&msg.payload)?;
+        let endpoint = &stats["endpoints"][0];
+        assert_eq!(endpoint["subject"], "routemesh.classify.shared", "{stats}");
+        assert_eq!(endpoint["queue_group"], "shared", "{stats}");
+        total += endpoint["num_requests"].as_u64().unwrap_or(0);
+    }
+    assert!(total >= 40, "stats count the requests: {total}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn killing_a_worker_under_load_costs_at_most_the_requests_it_held() -> Result<()> {
+    let nats = NatsServer::start()?;
+    let mut w1 = Worker::start(&nats.url(), "resilient").await?;
+    let _w2 = Worker::start(&nats.url(), "resilient").await?;
+    let fakes = Fakes::start().await?;
+    let gw =
+        Arc::new(Gateway::start(&fakes.nats_config(&nats.url(), "resilient", "degrade")?).await?);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (gw, stop, killed) = (gw.clone(), stop.clone(), killed.clone());
+            tokio::spawn(async move {
+                // (status, degraded, sent after the kill)
+                let mut seen = Vec::new();
+                let mut i = c;
+                while !stop.load(Ordering::Relaxed) {
+                    let after = killed.load(Ordering::Relaxed);
+                    let resp = gw
+                        .post(
+                            "/v1/chat/completions",
+                            chat("auto", PROMPTS[i % PROMPTS.len()]),
+                        )
+                        .await?;
+                    seen.push((
+                        resp.status().as_u16(),
+                        header(&resp, "x-routemesh-degraded"),
+                        after,
+                    ));
+                    i += 1;
+                }
+                anyhow::Ok(seen)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    w1.kill().await?;
+    killed.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for c in clients {
+        all.extend(c.await??);
+    }
+    let failed = all.iter().filter(|(status, _, _)| *status != 200).count();
+    assert_eq!(
+        failed, 0,
+        "every request was answered (degraded at worst): {all:?}"
+    );
+    let degraded = all.iter().filter(|(_, d, _)| !d.is_empty()).count();
+    assert!(
+        degraded <= 4,
+        "only requests in flight at the kill may degrade: {degraded}"
+    );
+    let late: Vec<_> = all.iter().filter(|(_, _, after)| *after).collect();
+    let late_degraded = late.iter().filter(|(_, d, _)| !d.is_empty()).count();
+    assert!(
+        late.len() > 10,
+        "the load went on after the kill: {}",
+        late.len()
+    );
+    assert!(
+        late_degraded <= 4,
+        "the surviving worker took over: {late_degraded} of {} degraded",
+        late.len()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_drained_pool_degrades_or_refuses_as_configured() -> Result<()> {
+    let nats = NatsServer::start()?;
+    let mut worker = Worker::start(&nats.url(), "lonely").await?;
+    let fakes = Fakes::start().await?;
+    let degrade = Gateway::start(&fakes.nats_config(&nats.url(), "lonely", "degrade")?).await?;
+    let reject = Gateway::start(&fakes.nats_config(&nats.url(), "lonely", "reject")?).await?;
+    assert_eq!(
+        worker.terminate().await?,
+        Some(0),
+        "SIGTERM drains and exits cleanly"
+    );
+
+    let resp = degrade
+        .post(
+            "/v1/chat/completions",
+            chat("auto", "Why does my Python code crash?"),
+        )
+        .await?;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        header(&resp, "x-routemesh-degraded"),
+        "classify=no_responders"
+    );
+    assert_eq!(
+        header(&resp, "x-routemesh-decision"),
+        "code",
+        "keyword rules still route"
+    );
+
+    let resp = reject
+        .post("/v1/chat/completions", chat("auto", "Hello there!"))
+        .await?;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await?;
+    assert_eq!(body["error"]["code"], "classifier_unavailable", "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_worker_answers_an_unknown_wire_version_with_a_clear_error() -> Result<()> {
+    let nats = NatsServer::start()?;
+    let _worker = Worker::start(&nats.url(), "versioned").await?;
+    let client = async_nats::connect(nats.url()).await?;
+    let msg = client
+        .request(
+            "routemesh.classify.versioned",
+            r#"{"v": 99, "texts": ["hi"]}"#.into(),
+        )
+        .await?;
+    let headers = msg.headers.context("a service error carries headers")?;
+    let code = headers
+        .get(async_nats::service::NATS_SERVICE_ERROR_CODE)
+        .map(|v| v.as_str().to_owned());
+    let text = headers
+        .get(async_nats::service::NATS_SERVICE_ERROR)
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    assert_eq!(code.as_deref(), Some("400"));
+    assert!(
+        text.contains("version 99") && text.contains("speaks version 1"),
+        "{text}"
+    );
+    Ok(())
+}
