@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use routemesh_common::config::{NatsConfig, Transport};
 use routemesh_gateway::config_file::{self, LoadError};
 use routemesh_gateway::server::{self, ServeError};
 
@@ -42,6 +43,14 @@ enum Command {
         /// Listen on this address instead of `server.listen` (e.g. 127.0.0.1:0).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Embed prompts with the classifier-worker pool at this NATS URL
+        /// instead of the config's `classifier` (the `encoder` section is
+        /// then unused).
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+        /// The pool to use with --nats.
+        #[arg(long, default_value = "minilm", requires = "nats")]
+        pool: String,
     },
     /// Validate a configuration file, print every error with its key path,
     /// and exit 0 (valid) or 64 (invalid).
@@ -62,7 +71,15 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
-        Command::Serve { config, listen } => serve(&config, listen),
+        Command::Serve {
+            config,
+            listen,
+            nats,
+            pool,
+        } => {
+            let nats = nats.map(|url| (url, pool));
+            serve(&config, listen, nats)
+        }
     }
 }
 
@@ -97,13 +114,28 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn serve(path: &std::path::Path, listen: Option<SocketAddr>) -> ExitCode {
+fn serve(
+    path: &std::path::Path,
+    listen: Option<SocketAddr>,
+    nats: Option<(String, String)>,
+) -> ExitCode {
     let mut config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
     if let Some(addr) = listen {
         config.server.listen = addr;
+    }
+    if let Some((url, pool)) = nats {
+        if !routemesh_common::wire::valid_pool_name(&pool) {
+            eprintln!("routemesh: --pool `{pool}`: use letters, digits, `-` and `_`");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        config.classifier.transport = Transport::Nats {
+            pool,
+            nats: NatsConfig::plain(url),
+        };
+        config.encoder = None;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
