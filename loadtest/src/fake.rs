@@ -166,6 +166,10 @@ pub fn router(cfg: FakeConfig) -> Result<Router, FakeConfigError> {
 /// Serves a fake on an already-bound listener until the process ends.
 pub async fn serve(cfg: FakeConfig, listener: TcpListener) -> Result<(), FakeError> {
     let app = router(cfg)?;
+    // Streamed chunks go out as they come: no Nagle delay on small writes.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await.map_err(FakeError::Io)
 }
 

@@ -2,11 +2,14 @@
 //! `POST /v1/chat/completions`.
 //!
 //! Requests are sent at intended times fixed in advance by the scenario's rate profile
-//! ([`schedule`]), whatever earlier requests are doing, and latency is measured from that
+//! ([`Schedule`]), whatever earlier requests are doing, and latency is measured from that
 //! intended time, so a slow server cannot hide its slowness by slowing the client down
 //! (no coordinated omission). Service time, from the actual send, is recorded beside it.
 //! At most `max_in_flight` requests are in flight and `max_queue` wait for a slot; an arrival
 //! beyond that is dropped and counted as an error of kind `dropped`, never delayed.
+//!
+//! One tokio runtime: the scheduler runs on one of its blocking threads (a thread sleep is
+//! precise to tens of microseconds) and spawns each request as a task on it.
 
 mod plot;
 mod progress;
@@ -149,6 +152,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions) -> Result<Run, LoadgenEr
         .map_err(LoadgenError::Client)?;
     let mix = Mix::new(scenario);
     let counters = Arc::new(Counters::default());
+    let started_at = SystemTime::now();
     let shared = Arc::new(Shared {
         client,
         url: scenario.chat_url(),
@@ -168,7 +172,6 @@ pub async fn run(scenario: &Scenario, opts: RunOptions) -> Result<Run, LoadgenEr
         opts.progress,
         Arc::clone(&counters),
     );
-    let started_at = SystemTime::now();
     let driver = {
         let shared = Arc::clone(&shared);
         let rt = tokio::runtime::Handle::current();

@@ -14,6 +14,7 @@ mod batcher;
 mod encoder;
 mod error;
 pub mod nats;
+pub mod pii;
 pub mod service;
 mod signals;
 mod simulated;

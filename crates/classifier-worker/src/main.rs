@@ -38,6 +38,13 @@ struct Cli {
 enum Command {
     /// Serve a pool over NATS.
     Serve(ServeArgs),
+    /// Measure the PII detectors on labelled JSONL (`text` + character
+    /// `spans` with presidio types, e.g. shared/data/pii/pii_train.jsonl):
+    /// precision and recall per type, as a markdown table.
+    EvalPii {
+        /// The JSONL file.
+        data: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,7 +109,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::EvalPii { data } => return eval_pii(&data),
+    };
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,6 +123,39 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn eval_pii(path: &std::path::Path) -> ExitCode {
+    use routemesh_classifier_worker::pii::{PiiDetector, eval};
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("classifier-worker: cannot read {}: {e}", path.display());
+            return ExitCode::from(EXIT_NO_MODEL);
+        }
+    };
+    let mut records = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        match serde_json::from_str::<eval::Record>(line) {
+            Ok(r) => records.push(r),
+            Err(e) => {
+                eprintln!("classifier-worker: {}:{}: {e}", path.display(), i + 1);
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    let counts = eval::evaluate(&PiiDetector::new(), &records);
+    println!(
+        "PII detectors on {} ({} records)\n",
+        path.display(),
+        records.len()
+    );
+    print!("{}", eval::table(&counts));
+    ExitCode::SUCCESS
 }
 
 fn device(spec: &str) -> Result<candle_core::Device, String> {

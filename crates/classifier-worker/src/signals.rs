@@ -1,5 +1,5 @@
 //! Signals from a prompt and its embedding: embedding-route similarity,
-//! keyword rules and prompt length.
+//! keyword rules, prompt length and personal data.
 //!
 //! Pure math over embeddings, so it runs wherever the config is (the
 //! gateway), whichever transport produced the embeddings.
@@ -8,12 +8,15 @@ use regex::Regex;
 use routemesh_common::Signals;
 use routemesh_common::config::SignalsConfig;
 
+use crate::pii::PiiDetector;
+
 /// Computes [`Signals`] for the configured routes and keyword rules.
 #[derive(Debug, Clone)]
 pub struct SignalComputer {
     /// Unit-length embeddings of each route's examples, in route order.
     routes: Vec<Vec<Vec<f32>>>,
     keywords: Vec<Regex>,
+    pii: PiiDetector,
 }
 
 impl SignalComputer {
@@ -42,18 +45,24 @@ impl SignalComputer {
             .map(|r| vectors.by_ref().take(r.examples.len()).collect())
             .collect();
         let keywords = config.keywords.iter().map(|k| k.matcher.clone()).collect();
-        Some(Self { routes, keywords })
+        Some(Self {
+            routes,
+            keywords,
+            pii: PiiDetector::new(),
+        })
     }
 
     /// Signals of one prompt. `embedding` must be unit length (as the encoder
     /// returns it), so a dot product is the cosine similarity. Without an
-    /// embedding (a degraded classifier) only the keyword signals are
-    /// computed; route scores and length stay missing and match no rule.
+    /// embedding (a degraded classifier) only the keyword and PII signals
+    /// are computed; route scores and length stay missing and match no rule.
     pub fn compute(&self, text: &str, embedding: Option<PromptEmbedding<'_>>) -> Signals {
         let keywords = self.keywords.iter().map(|re| re.is_match(text)).collect();
+        let pii = self.pii.detect(text);
         let Some(e) = embedding else {
             return Signals {
                 keywords,
+                pii,
                 ..Signals::default()
             };
         };
@@ -73,6 +82,7 @@ impl SignalComputer {
             keywords,
             prompt_tokens: Some(u32::try_from(e.tokens).unwrap_or(u32::MAX)),
             truncated: e.truncated,
+            pii,
         }
     }
 }

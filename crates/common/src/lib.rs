@@ -12,4 +12,4 @@ pub mod wire;
 
 pub use config::Config;
 pub use rules::{Expr, Predicate};
-pub use signals::Signals;
+pub use signals::{PiiKind, PiiSpan, Signals};

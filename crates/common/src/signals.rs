@@ -29,6 +29,69 @@ pub struct Signals {
     /// The prompt was longer than the encoder's maximum and was truncated
     /// before embedding (the length signal still counts every token).
     pub truncated: bool,
+    /// Personal data found in the prompt, in text order, not overlapping.
+    pub pii: Vec<PiiSpan>,
+}
+
+/// A kind of personal data the deterministic detectors find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiKind {
+    Email,
+    Phone,
+    CreditCard,
+    UsSsn,
+    Iban,
+    IpAddress,
+}
+
+impl PiiKind {
+    pub const ALL: [PiiKind; 6] = [
+        Self::Email,
+        Self::Phone,
+        Self::CreditCard,
+        Self::UsSsn,
+        Self::Iban,
+        Self::IpAddress,
+    ];
+
+    /// The name used in config and output (`credit_card`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Phone => "phone",
+            Self::CreditCard => "credit_card",
+            Self::UsSsn => "us_ssn",
+            Self::Iban => "iban",
+            Self::IpAddress => "ip_address",
+        }
+    }
+
+    /// The kind with this config name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// What redaction puts in place of a value (`[CREDIT_CARD]`).
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            Self::Email => "[EMAIL]",
+            Self::Phone => "[PHONE]",
+            Self::CreditCard => "[CREDIT_CARD]",
+            Self::UsSsn => "[US_SSN]",
+            Self::Iban => "[IBAN]",
+            Self::IpAddress => "[IP_ADDRESS]",
+        }
+    }
+}
+
+/// Where a piece of personal data sits in a text: byte offsets, end
+/// exclusive, always on character boundaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PiiSpan {
+    pub kind: PiiKind,
+    pub start: usize,
+    pub end: usize,
 }
 
 impl Signals {

@@ -101,6 +101,7 @@ default: { name: fallback, model: coder }
             keywords: vec![code],
             prompt_tokens: Some(tokens),
             truncated: false,
+            pii: Vec::new(),
         }
     }
 

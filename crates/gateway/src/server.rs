@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::serve::ListenerExt as _;
 use routemesh_classifier_worker::nats::{self, ConnectError};
 use routemesh_classifier_worker::{BatchOptions, Batcher, Encoder, EncoderError, SignalComputer};
 use routemesh_common::Config;

@@ -11,7 +11,7 @@ use routemesh_loadtest::loadgen::{
     self, DEFAULT_REPORTS_DIR, LoadError, Overrides, Report, RunOptions, Scenario,
 };
 
-/// Invalid scenario or flags (sysexits EX_USAGE).
+/// Invalid scenario or command line (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 /// Scenario file not readable (EX_NOINPUT).
 const EXIT_NO_INPUT: u8 = 66;
@@ -89,7 +89,19 @@ fn load(args: &ScenarioArgs) -> Result<Scenario, ExitCode> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let command = shell_command(std::env::args());
-    match Cli::parse().command {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version end up here too, and succeed.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
         Command::Check(args) => match load(&args) {
             Ok(scenario) => {
                 print!("{}", scenario.describe());

@@ -163,17 +163,15 @@ fn series(
         .label(name)
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], style));
     for run in runs(timeline, value) {
-        let dots = (style.stroke_width < 4).then_some(2).unwrap_or(0);
+        // Dots mark the seconds on thin lines; the wide target line needs none.
+        let dots = if style.stroke_width < 4 { 2 } else { 0 };
         chart.draw_series(LineSeries::new(run, style).point_size(dots))?;
     }
     Ok(())
 }
 
 /// The points of one series, split where a second has no value, each at its second's middle.
-fn runs(
-    timeline: &[TimelinePoint],
-    value: Value,
-) -> Vec<Vec<(f64, f64)>> {
+fn runs(timeline: &[TimelinePoint], value: Value) -> Vec<Vec<(f64, f64)>> {
     let mut runs = vec![Vec::new()];
     for p in timeline {
         match value(p) {

@@ -71,7 +71,7 @@ impl Progress {
             ticker.abort();
         }
         draw(&self.bar, counters, None);
-        self.bar.finish();
+        self.bar.abandon();
     }
 }
 
