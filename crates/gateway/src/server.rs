@@ -93,6 +93,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr()?;
+    // Streamed chunks go out as they come: no Nagle delay on small writes.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     announce(&format!("routemesh listening on http://{local}"));
     tracing::info!(%local, "listening; preparing the classifier");
 
