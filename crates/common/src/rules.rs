@@ -3,7 +3,7 @@
 //! The raw YAML form lives in [`crate::config::raw`]; validation resolves names
 //! to indices so evaluation (in the `decision` crate) never looks up a string.
 
-use crate::signals::{KeywordId, RouteId};
+use crate::signals::{KeywordId, PiiKind, RouteId};
 
 /// A boolean expression over signal predicates.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,4 +27,6 @@ pub enum Predicate {
     Keyword(KeywordId),
     /// Prompt length in tokens lies in `[min, max]` (both inclusive).
     Tokens { min: u32, max: u32 },
+    /// The prompt holds personal data of one of these kinds.
+    Pii(Vec<PiiKind>),
 }

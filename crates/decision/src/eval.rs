@@ -1,7 +1,7 @@
 //! Rule evaluation and decision selection.
 
 use routemesh_common::Signals;
-use routemesh_common::config::{Config, ModelId};
+use routemesh_common::config::{Config, DecisionAction};
 use routemesh_common::rules::{Expr, Predicate};
 
 /// The outcome of [`decide`].
@@ -9,8 +9,8 @@ use routemesh_common::rules::{Expr, Predicate};
 pub struct Decided<'c> {
     /// Name of the decision taken (the default's name when nothing matched).
     pub name: &'c str,
-    /// Model the decision names.
-    pub model: ModelId,
+    /// What to do: route to a model (maybe redacting) or block.
+    pub action: &'c DecisionAction,
     /// Whether a rule matched (false: the default was taken).
     pub matched: bool,
 }
@@ -30,6 +30,7 @@ fn pred(p: &Predicate, s: &Signals) -> bool {
         Predicate::Route { route, min } => s.route_score(route).is_some_and(|x| x >= min),
         Predicate::Keyword(k) => s.keyword(k),
         Predicate::Tokens { min, max } => s.prompt_tokens.is_some_and(|t| (min..=max).contains(&t)),
+        Predicate::Pii(ref kinds) => s.pii.iter().any(|span| kinds.contains(&span.kind)),
     }
 }
 
@@ -41,12 +42,12 @@ pub fn decide<'c>(config: &'c Config, signals: &Signals) -> Decided<'c> {
         .find(|d| eval(&d.when, signals))
         .map(|d| Decided {
             name: &d.name,
-            model: d.model,
+            action: &d.action,
             matched: true,
         })
         .unwrap_or(Decided {
             name: &config.default.name,
-            model: config.default.model,
+            action: &config.default.action,
             matched: false,
         })
 }
@@ -109,7 +110,11 @@ default: { name: fallback, model: coder }
     fn check(s: Signals) -> (String, String, bool) {
         let c = config();
         let d = decide(&c, &s);
-        (d.name.to_owned(), c.model(d.model).name.clone(), d.matched)
+        let model = match d.action {
+            DecisionAction::Route { model, .. } => c.model(*model).name.clone(),
+            DecisionAction::Block { .. } => "(blocked)".to_owned(),
+        };
+        (d.name.to_owned(), model, d.matched)
     }
 
     #[test]
@@ -154,6 +159,23 @@ default: { name: fallback, model: coder }
             check(signals(0.1, 0.1, false, 50)),
             ("fallback".into(), "coder".into(), false)
         );
+    }
+
+    #[test]
+    fn pii_predicate_matches_listed_kinds_only() {
+        use routemesh_common::{PiiKind, PiiSpan};
+        let with = |kind| Signals {
+            pii: vec![PiiSpan {
+                kind,
+                start: 0,
+                end: 3,
+            }],
+            ..Signals::default()
+        };
+        let cards = Expr::Pred(Predicate::Pii(vec![PiiKind::CreditCard, PiiKind::Iban]));
+        assert!(eval(&cards, &with(PiiKind::Iban)));
+        assert!(!eval(&cards, &with(PiiKind::Email)));
+        assert!(!eval(&cards, &Signals::default()));
     }
 
     #[test]

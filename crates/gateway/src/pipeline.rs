@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use routemesh_classifier_worker::{EmbedTimings, PromptEmbedding};
-use routemesh_common::Signals;
-use routemesh_common::config::{ModelId, OnUnavailable};
+use routemesh_common::config::{DecisionAction, ModelId, OnUnavailable};
+use routemesh_common::{PiiKind, Signals};
 
 use crate::classify::ClassifyFailure;
 use crate::state::AppState;
@@ -22,9 +22,31 @@ pub const PASSTHROUGH: &str = "passthrough";
 pub struct RoutePlan {
     /// The decision taken (`passthrough` when the client named a model).
     pub decision: String,
-    pub model: ModelId,
+    pub target: Target,
     /// How the request was routed; `None` for passthrough.
     pub routed: Option<Routed>,
+}
+
+/// What happens to the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Forward to this model, first redacting these kinds of personal data.
+    Model {
+        model: ModelId,
+        redact_pii: Vec<PiiKind>,
+    },
+    /// Refuse with this message.
+    Block { message: String },
+}
+
+impl Target {
+    /// The model, unless the request is blocked.
+    pub fn model(&self) -> Option<ModelId> {
+        match self {
+            Self::Model { model, .. } => Some(*model),
+            Self::Block { .. } => None,
+        }
+    }
 }
 
 /// What routing found and what it cost.
@@ -73,9 +95,13 @@ pub async fn plan(
 ) -> Result<RoutePlan, PlanError> {
     let config = &state.config;
     if let Some(id) = config.model_id(model) {
+        let target = Target::Model {
+            model: id,
+            redact_pii: Vec::new(),
+        };
         return Ok(RoutePlan {
             decision: PASSTHROUGH.to_owned(),
-            model: id,
+            target,
             routed: None,
         });
     }
@@ -120,7 +146,15 @@ pub async fn plan(
     let decide = started.elapsed();
     Ok(RoutePlan {
         decision: decided.name.to_owned(),
-        model: decided.model,
+        target: match decided.action {
+            DecisionAction::Route { model, redact_pii } => Target::Model {
+                model: *model,
+                redact_pii: redact_pii.clone(),
+            },
+            DecisionAction::Block { message } => Target::Block {
+                message: message.clone(),
+            },
+        },
         routed: Some(Routed {
             signals,
             embedding,

@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use routemesh_classifier_worker::SignalComputer;
+use routemesh_classifier_worker::pii::PiiDetector;
 use routemesh_common::Config;
 
 use crate::classify::Classifier;
@@ -23,6 +24,8 @@ pub struct AppState {
     /// Set once routing can run; until then routed requests get 503.
     pub ready: Arc<OnceLock<Ready>>,
     pub upstreams: Arc<UpstreamPool>,
+    /// The personal-data detectors, for redaction.
+    pub pii: Arc<PiiDetector>,
 }
 
 impl AppState {
@@ -31,6 +34,7 @@ impl AppState {
             config,
             ready: Arc::new(OnceLock::new()),
             upstreams: Arc::new(upstreams),
+            pii: Arc::new(PiiDetector::new()),
         }
     }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::rules::Expr;
+use crate::signals::PiiKind;
 
 pub use validate::parse;
 
@@ -203,14 +204,28 @@ pub struct DecisionConfig {
     pub name: String,
     pub priority: i32,
     pub when: Expr,
-    pub model: ModelId,
+    pub action: DecisionAction,
+}
+
+/// What a decision does with the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecisionAction {
+    /// Forward to `model`, first replacing the listed kinds of personal data
+    /// (none when empty) with typed placeholders.
+    Route {
+        model: ModelId,
+        redact_pii: Vec<PiiKind>,
+    },
+    /// Refuse with this message (HTTP 400, code `content_blocked`).
+    Block { message: String },
 }
 
 /// The decision taken when no rule matches.
 #[derive(Debug, Clone)]
 pub struct DefaultDecision {
     pub name: String,
-    pub model: ModelId,
+    /// Always [`DecisionAction::Route`].
+    pub action: DecisionAction,
 }
 
 /// One problem in a configuration file.

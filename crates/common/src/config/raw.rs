@@ -121,7 +121,20 @@ pub(crate) struct RawDecision {
     #[serde(default)]
     pub(crate) priority: i32,
     pub(crate) when: RawExpr,
-    pub(crate) model: String,
+    pub(crate) model: Option<String>,
+    /// Refuse the request with this message instead of routing it.
+    pub(crate) block: Option<String>,
+    /// Replace personal data before forwarding: `true` or a list of kinds.
+    pub(crate) redact_pii: Option<RawPiiKinds>,
+}
+
+/// `any` / `true`, or a list of PII kinds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawPiiKinds {
+    Flag(bool),
+    Word(String),
+    List(Vec<String>),
 }
 
 /// `default:`
@@ -130,6 +143,7 @@ pub(crate) struct RawDecision {
 pub(crate) struct RawDefault {
     pub(crate) name: Option<String>,
     pub(crate) model: String,
+    pub(crate) redact_pii: Option<RawPiiKinds>,
 }
 
 /// A rule expression as written: a map with exactly one key.
@@ -141,9 +155,10 @@ pub(crate) enum RawExpr {
     Route(RawRoutePredicate),
     Keyword(String),
     Tokens(RawTokens),
+    Pii(RawPiiKinds),
 }
 
-const OPERATORS: &[&str] = &["all", "any", "not", "route", "keyword", "tokens"];
+const OPERATORS: &[&str] = &["all", "any", "not", "route", "keyword", "tokens", "pii"];
 
 // By hand rather than derived: serde_yaml_ng reads a derived enum from a
 // `Value` only in `!tag` form, and we want the one-key map form with an error
@@ -178,6 +193,7 @@ impl<'de> Visitor<'de> for ExprVisitor {
             "route" => RawExpr::Route(map.next_value()?),
             "keyword" => RawExpr::Keyword(map.next_value()?),
             "tokens" => RawExpr::Tokens(map.next_value()?),
+            "pii" => RawExpr::Pii(map.next_value()?),
             other => return Err(de::Error::unknown_variant(other, OPERATORS)),
         };
         if let Some(extra) = map.next_key::<String>()? {

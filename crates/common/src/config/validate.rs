@@ -11,16 +11,14 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::raw::{
-    RawClassifier, RawDecision, RawDefault, RawEncoder, RawExpr, RawKeywordRule, RawModel, RawNats,
-    RawRoute, RawRoutePredicate, RawRouter, RawServer, RawSignals, RawUpstream,
+    RawClassifier, RawDecision, RawDefault, RawEncoder, RawKeywordRule, RawModel, RawNats,
+    RawRoute, RawRouter, RawServer, RawSignals, RawUpstream,
 };
 use super::{
-    ClassifierConfig, Config, ConfigError, ConfigErrors, DecisionConfig, DefaultDecision,
-    EncoderConfig, KeywordRule, ModelConfig, ModelId, NatsConfig, OnUnavailable, RouteConfig,
-    RouterConfig, ServerConfig, SignalsConfig, Transport, UpstreamConfig, UpstreamId,
+    ClassifierConfig, Config, ConfigError, ConfigErrors, EncoderConfig, KeywordRule, ModelConfig,
+    ModelId, NatsConfig, OnUnavailable, RouteConfig, RouterConfig, ServerConfig, SignalsConfig,
+    Transport, UpstreamConfig, UpstreamId,
 };
-use crate::rules::{Expr, Predicate};
-use crate::signals::{KeywordId, RouteId};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
@@ -588,164 +586,9 @@ impl Validator {
             }
         }
     }
-
-    fn resolve_model(&mut self, name: &str, path: &str, scope: &Scope<'_>) -> Option<ModelId> {
-        let id = scope.models.get(name).copied();
-        if id.is_none() {
-            let mut known: Vec<_> = scope.models.keys().map(String::as_str).collect();
-            known.sort_unstable();
-            self.error(
-                path,
-                format!("no model named `{name}` (known: {})", known.join(", ")),
-            );
-        }
-        id
-    }
-
-    fn decisions(
-        &mut self,
-        raw: Vec<(String, RawDecision)>,
-        scope: &Scope<'_>,
-    ) -> Vec<DecisionConfig> {
-        let mut seen: HashSet<String> =
-            RESERVED_DECISIONS.iter().map(|s| (*s).to_owned()).collect();
-        let mut out = Vec::new();
-        for (path, d) in raw {
-            self.unique(&mut seen, &d.name, &path);
-            let model = self.resolve_model(&d.model, &format!("{path}.model"), scope);
-            let when = self.expr(d.when, &format!("{path}.when"), scope);
-            if let (Some(model), Some(when)) = (model, when) {
-                out.push(DecisionConfig {
-                    name: d.name,
-                    priority: d.priority,
-                    when,
-                    model,
-                });
-            }
-        }
-        // Stable: equal priorities keep their order in the file.
-        out.sort_by_key(|d| std::cmp::Reverse(d.priority));
-        out
-    }
-
-    fn expr(&mut self, raw: RawExpr, path: &str, scope: &Scope<'_>) -> Option<Expr> {
-        match raw {
-            RawExpr::All(children) => self.children(children, path, "all", scope).map(Expr::All),
-            RawExpr::Any(children) => self.children(children, path, "any", scope).map(Expr::Any),
-            RawExpr::Not(inner) => self
-                .expr(*inner, &format!("{path}.not"), scope)
-                .map(|e| Expr::Not(Box::new(e))),
-            RawExpr::Route(pred) => {
-                let (name, min) = match pred {
-                    RawRoutePredicate::Name(name) => (name, None),
-                    RawRoutePredicate::Full(f) => (f.name, f.min),
-                };
-                let path = format!("{path}.route");
-                let Some(i) = scope.signals.routes.iter().position(|r| r.name == name) else {
-                    let known: Vec<_> = scope
-                        .signals
-                        .routes
-                        .iter()
-                        .map(|r| r.name.as_str())
-                        .collect();
-                    self.error(
-                        &path,
-                        format!("no route named `{name}` (known: {})", known.join(", ")),
-                    );
-                    return None;
-                };
-                let min = min.unwrap_or(scope.signals.routes[i].threshold);
-                if !(-1.0..=1.0).contains(&min) {
-                    self.error(&format!("{path}.min"), format!("{min} is not in [-1, 1]"));
-                    return None;
-                }
-                Some(Expr::Pred(Predicate::Route {
-                    route: RouteId(i),
-                    min,
-                }))
-            }
-            RawExpr::Keyword(name) => {
-                match scope.signals.keywords.iter().position(|k| k.name == name) {
-                    Some(i) => Some(Expr::Pred(Predicate::Keyword(KeywordId(i)))),
-                    None => {
-                        let known: Vec<_> = scope
-                            .signals
-                            .keywords
-                            .iter()
-                            .map(|k| k.name.as_str())
-                            .collect();
-                        self.error(
-                            &format!("{path}.keyword"),
-                            format!(
-                                "no keyword rule named `{name}` (known: {})",
-                                known.join(", ")
-                            ),
-                        );
-                        None
-                    }
-                }
-            }
-            RawExpr::Tokens(t) => {
-                let (min, max) = (t.min.unwrap_or(0), t.max.unwrap_or(u32::MAX));
-                if t.min.is_none() && t.max.is_none() {
-                    self.error(&format!("{path}.tokens"), "give min, max or both".into());
-                    None
-                } else if min > max {
-                    self.error(
-                        &format!("{path}.tokens"),
-                        format!("min {min} is above max {max}"),
-                    );
-                    None
-                } else {
-                    Some(Expr::Pred(Predicate::Tokens { min, max }))
-                }
-            }
-        }
-    }
-
-    fn children(
-        &mut self,
-        raw: Vec<RawExpr>,
-        path: &str,
-        op: &str,
-        scope: &Scope<'_>,
-    ) -> Option<Vec<Expr>> {
-        if raw.is_empty() {
-            self.error(
-                &format!("{path}.{op}"),
-                format!("`{op}` needs at least one condition"),
-            );
-            return None;
-        }
-        let n = raw.len();
-        let out: Vec<_> = raw
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, c)| self.expr(c, &format!("{path}.{op}[{i}]"), scope))
-            .collect();
-        (out.len() == n).then_some(out)
-    }
-
-    fn default_decision(
-        &mut self,
-        raw: Option<RawDefault>,
-        scope: &Scope<'_>,
-    ) -> Option<DefaultDecision> {
-        let Some(raw) = raw else {
-            self.error(
-                "default",
-                "required: the model used when no decision matches".into(),
-            );
-            return None;
-        };
-        let name = raw.name.unwrap_or_else(|| "default".to_owned());
-        if RESERVED_DECISIONS.contains(&name.as_str()) {
-            self.error("default.name", format!("`{name}` is reserved"));
-        }
-        let model = self.resolve_model(&raw.model, "default.model", scope)?;
-        Some(DefaultDecision { name, model })
-    }
 }
+
+mod decisions;
 
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,9 @@ use http::{HeaderName, HeaderValue, header};
 
 use super::error::ApiError;
 use super::meta::{self, RequestId, Trace};
+use crate::pipeline::Target;
 use crate::state::AppState;
+use routemesh_classifier_worker::pii;
 
 pub(super) async fn chat_completions(
     State(state): State<AppState>,
@@ -40,8 +42,23 @@ async fn handle(
     body: Result<Bytes, BytesRejection>,
     trace: &mut Trace,
 ) -> Result<Response, ApiError> {
-    let (req, plan) = meta::read_and_plan(state, body, trace).await?;
-    let model = state.config.model(plan.model);
+    let (mut req, plan) = meta::read_and_plan(state, body, trace).await?;
+    let (model, redact_pii) = match plan.target {
+        Target::Block { message } => return Err(ApiError::Blocked { message }),
+        Target::Model { model, redact_pii } => (state.config.model(model), redact_pii),
+    };
+    if !redact_pii.is_empty() {
+        let redacted = req.redact_text(|text| {
+            let spans: Vec<_> = state
+                .pii
+                .detect(text)
+                .into_iter()
+                .filter(|s| redact_pii.contains(&s.kind))
+                .collect();
+            (!spans.is_empty()).then(|| (pii::redact(text, &spans), spans.len()))
+        });
+        trace.redacted = redacted;
+    }
     let upstream_body = req
         .upstream_body(&model.upstream_model)
         .map_err(|e| ApiError::bad_request(format!("cannot re-encode the request: {e}"), None))?;

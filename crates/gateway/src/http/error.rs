@@ -30,6 +30,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the router is starting: the encoder model is still loading")]
     NotReady,
+    /// The decision taken blocks the request; the message is the config's.
+    #[error("{message}")]
+    Blocked { message: String },
     /// The classifier failed and the config says to refuse (`on_unavailable: reject`).
     #[error("{0}")]
     Classify(#[from] ClassifyFailure),
@@ -75,6 +78,7 @@ impl ApiError {
                 "method_not_allowed",
             ),
             Self::NotReady => (S::SERVICE_UNAVAILABLE, "service_unavailable", "not_ready"),
+            Self::Blocked { .. } => (S::BAD_REQUEST, "invalid_request_error", "content_blocked"),
             Self::Classify(_) => (
                 S::SERVICE_UNAVAILABLE,
                 "service_unavailable",

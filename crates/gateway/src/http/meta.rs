@@ -13,7 +13,7 @@ use http::{HeaderValue, StatusCode};
 
 use super::error::ApiError;
 use super::openai::{self, ChatRequest};
-use super::{HEADER_DECISION, HEADER_DEGRADED, HEADER_MODEL, HEADER_REQUEST_ID};
+use super::{HEADER_DECISION, HEADER_DEGRADED, HEADER_MODEL, HEADER_REDACTED, HEADER_REQUEST_ID};
 use crate::pipeline::{self, RoutePlan};
 use crate::state::AppState;
 
@@ -25,6 +25,8 @@ pub(super) struct Trace {
     pub(super) started: Instant,
     pub(super) decision: Option<String>,
     pub(super) model: Option<String>,
+    /// Pieces of personal data replaced before forwarding.
+    pub(super) redacted: usize,
     /// Why routing ran without embedding signals, if it did.
     pub(super) degraded: Option<&'static str>,
     /// `(stage, duration)` in the order they happened.
@@ -55,6 +57,7 @@ impl Trace {
             decision: None,
             model: None,
             degraded: None,
+            redacted: 0,
             stages: Vec::with_capacity(4),
         }
     }
@@ -73,15 +76,15 @@ impl Trace {
         out
     }
 
-    /// Records the plan: decision, model and, when routed, the classify and
-    /// decide stages.
-    pub(super) fn record(&mut self, plan: &RoutePlan, model: &str) {
+    /// Records the plan: decision, model (if any) and, when routed, the
+    /// classify and decide stages.
+    pub(super) fn record(&mut self, plan: &RoutePlan, model: Option<&str>) {
         if let Some(r) = &plan.routed {
             self.stages.push(("classify", r.classify));
             self.stages.push(("decide", r.decide));
         }
         self.decision = Some(plan.decision.clone());
-        self.model = Some(model.to_owned());
+        self.model = model.map(str::to_owned);
         self.degraded = plan
             .routed
             .as_ref()
@@ -110,6 +113,9 @@ impl Trace {
         if let Some(m) = &self.model {
             set(HEADER_MODEL, m);
         }
+        if self.redacted > 0 {
+            set(HEADER_REDACTED, &self.redacted.to_string());
+        }
         if let Some(reason) = self.degraded {
             set(HEADER_DEGRADED, &format!("classify={reason}"));
         }
@@ -132,6 +138,10 @@ pub(super) async fn read_and_plan(
     let mut req = openai::parse_chat(&body)?;
     let prompt = std::mem::take(&mut req.prompt);
     let plan = pipeline::plan(state, &trace.id, &req.model, prompt).await?;
-    trace.record(&plan, &state.config.model(plan.model).name);
+    let model = plan
+        .target
+        .model()
+        .map(|m| state.config.model(m).name.as_str());
+    trace.record(&plan, model);
     Ok((req, plan))
 }

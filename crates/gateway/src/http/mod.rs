@@ -27,6 +27,9 @@ pub const HEADER_MODEL: &str = "x-routemesh-model";
 /// Response header present when routing ran without some signals, e.g.
 /// `classify=timeout`.
 pub const HEADER_DEGRADED: &str = "x-routemesh-degraded";
+/// Response header counting pieces of personal data replaced by
+/// placeholders before the request went upstream.
+pub const HEADER_REDACTED: &str = "x-routemesh-pii-redacted";
 /// Response header carrying the gateway's id for the request.
 pub const HEADER_REQUEST_ID: &str = "x-routemesh-request-id";
 

@@ -30,6 +30,40 @@ impl ChatRequest {
     }
 }
 
+impl ChatRequest {
+    /// Rewrites every text in `messages` (string contents and `text` parts)
+    /// for which `f` returns a replacement; returns the sum of the counts `f`
+    /// reported.
+    pub fn redact_text(&mut self, f: impl Fn(&str) -> Option<(String, usize)>) -> usize {
+        let mut total = 0;
+        let mut apply = |v: &mut Value| {
+            if let Some((new, n)) = v.as_str().and_then(&f) {
+                *v = Value::String(new);
+                total += n;
+            }
+        };
+        let Some(Value::Array(messages)) = self.body.get_mut("messages") else {
+            return 0;
+        };
+        for message in messages {
+            match message.get_mut("content") {
+                Some(v @ Value::String(_)) => apply(v),
+                Some(Value::Array(parts)) => {
+                    for part in parts {
+                        if part.get("type").and_then(Value::as_str) == Some("text") {
+                            if let Some(text) = part.get_mut("text") {
+                                apply(text);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        total
+    }
+}
+
 #[derive(Deserialize)]
 struct ChatView {
     model: String,
@@ -202,6 +236,31 @@ mod tests {
                 .1
                 .as_deref(),
             Some("model")
+        );
+    }
+
+    #[test]
+    fn redaction_reaches_every_text_of_every_message() {
+        let mut r = parse_chat(
+            br#"{"model":"auto","messages":[
+                {"role":"system","content":"secret is S"},
+                {"role":"assistant","content":null},
+                {"role":"user","content":[{"type":"text","text":"S and S"},{"type":"image_url","image_url":{"url":"S"}}]}
+            ]}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let n = r.redact_text(|t| {
+            t.contains('S')
+                .then(|| (t.replace('S', "[X]"), t.matches('S').count()))
+        });
+        assert_eq!(n, 3);
+        let out: Value =
+            serde_json::from_slice(&r.upstream_body("m").unwrap_or_default()).unwrap_or_default();
+        assert_eq!(out["messages"][0]["content"], "secret is [X]");
+        assert_eq!(out["messages"][2]["content"][0]["text"], "[X] and [X]");
+        assert_eq!(
+            out["messages"][2]["content"][1]["image_url"]["url"], "S",
+            "only text is rewritten"
         );
     }
 

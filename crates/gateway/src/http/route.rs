@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::meta::{self, RequestId, Trace};
-use crate::pipeline::RoutePlan;
+use crate::pipeline::{RoutePlan, Target};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
@@ -23,7 +23,9 @@ struct DryRun<'a> {
     requested_model: &'a str,
     routed: bool,
     decision: DecisionView<'a>,
-    model: ModelView<'a>,
+    /// `None` when the decision blocks the request.
+    model: Option<ModelView<'a>>,
+    action: ActionView<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     signals: Option<SignalsView<'a>>,
     timings_ms: BTreeMap<&'static str, f64>,
@@ -53,6 +55,15 @@ struct DecisionView<'a> {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ActionView<'a> {
+    /// Forwarded, with these kinds of personal data replaced first.
+    Route { redact_pii: Vec<&'static str> },
+    /// Refused with this message.
+    Block { message: &'a str },
+}
+
+#[derive(Debug, Serialize)]
 struct ModelView<'a> {
     name: &'a str,
     upstream: &'a str,
@@ -65,6 +76,17 @@ struct SignalsView<'a> {
     keywords: BTreeMap<&'a str, bool>,
     prompt_tokens: Option<u32>,
     truncated: bool,
+    /// Personal data found: kind and byte offsets (the values themselves are
+    /// not echoed).
+    pii: Vec<PiiView>,
+}
+
+#[derive(Debug, Serialize)]
+struct PiiView {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    start: usize,
+    end: usize,
 }
 
 pub(super) async fn dry_run(
@@ -84,7 +106,13 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let (req, plan) = meta::read_and_plan(state, body, trace).await?;
     let config = &state.config;
-    let model = config.model(plan.model);
+    let model = plan.target.model().map(|m| config.model(m));
+    let action = match &plan.target {
+        Target::Model { redact_pii, .. } => ActionView::Route {
+            redact_pii: redact_pii.iter().map(|k| k.name()).collect(),
+        },
+        Target::Block { message } => ActionView::Block { message },
+    };
 
     let RoutePlan {
         decision, routed, ..
@@ -117,6 +145,15 @@ async fn handle(
                 .collect(),
             prompt_tokens: s.prompt_tokens,
             truncated: s.truncated,
+            pii: s
+                .pii
+                .iter()
+                .map(|p| PiiView {
+                    kind: p.kind.name(),
+                    start: p.start,
+                    end: p.end,
+                })
+                .collect(),
         }
     });
     timings.insert("total", ms(trace.started.elapsed()));
@@ -128,11 +165,12 @@ async fn handle(
             name: decision,
             matched: routed.as_ref().is_some_and(|r| r.matched),
         },
-        model: ModelView {
-            name: &model.name,
-            upstream: &config.upstream(model.upstream).name,
-            upstream_model: &model.upstream_model,
-        },
+        model: model.map(|m| ModelView {
+            name: &m.name,
+            upstream: &config.upstream(m.upstream).name,
+            upstream_model: &m.upstream_model,
+        }),
+        action,
         signals,
         timings_ms: timings,
         classifier: routed.as_ref().map(|r| ClassifierView {

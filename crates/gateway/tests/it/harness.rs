@@ -198,7 +198,7 @@ impl Worker {
 pub struct Gateway {
     pub base: String,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Gateway {
@@ -212,13 +212,14 @@ impl Gateway {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("routemesh.yaml");
         std::fs::write(&path, config)?;
+        let log = dir.path().join("gateway.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_routemesh"))
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&path)
+            .env("ROUTEMESH_LOG", "debug")
             .envs(env.iter().copied())
-            .env("ROUTEMESH_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(&log)?)
             .kill_on_drop(true)
             .spawn()?;
         let stdout = child.stdout.take().context("no stdout")?;
@@ -240,11 +241,7 @@ impl Gateway {
             .context("the gateway was not ready within 120 s")??;
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self {
-            base,
-            child,
-            _dir: dir,
-        })
+        Ok(Self { base, child, dir })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -265,9 +262,23 @@ impl Gateway {
             .await?)
     }
 
+    /// Everything the gateway logged so far (at debug level unless the test
+    /// set ROUTEMESH_LOG).
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- gateway log ---\n{}", self.logs());
+        }
     }
 }
 

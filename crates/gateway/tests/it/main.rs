@@ -10,5 +10,6 @@ mod config_cli;
 mod errors;
 mod mesh;
 mod openai_client;
+mod pii;
 mod routing;
 mod streaming;

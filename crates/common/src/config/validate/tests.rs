@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use super::parse;
-use crate::config::{Config, ConfigErrors, NatsConfig, OnUnavailable, Transport};
+use crate::config::{Config, ConfigErrors, DecisionAction, NatsConfig, OnUnavailable, Transport};
 use crate::rules::{Expr, Predicate};
+use crate::signals::PiiKind;
 use crate::signals::RouteId;
 
 const EXAMPLE: &str = include_str!("../../../../../config/example.yaml");
@@ -83,7 +84,14 @@ fn base_config_resolves_names_and_defaults() {
         .model_id("big")
         .map(|id| c.model(id).upstream_model.clone());
     assert_eq!(big.as_deref(), Some("org/big-70b"));
-    assert_eq!(c.model(c.default.model).name, "small");
+    let small = c.model_id("small").unwrap_or_else(|| panic!("no small"));
+    assert_eq!(
+        c.default.action,
+        DecisionAction::Route {
+            model: small,
+            redact_pii: vec![]
+        }
+    );
     assert_eq!(c.default.name, "default");
     assert!(c.is_alias("auto") && !c.is_alias("small"));
 }
@@ -293,4 +301,72 @@ fn classifier_mistakes_are_named() {
         has(&errs, "encoder.model_dir"),
         "embedded needs the encoder: {errs:?}"
     );
+}
+
+#[test]
+fn pii_conditions_block_and_redact_actions() {
+    let text = BASE.replace(
+        "  - { name: low, priority: 1, when: { keyword: code }, model: small }",
+        "  - { name: low, priority: 1, when: { keyword: code }, model: small }\n\
+         \x20 - { name: cards, priority: 50, when: { pii: [credit_card, iban] }, block: \"No card numbers, please.\" }\n\
+         \x20 - { name: scrub, priority: 40, when: { pii: any }, model: big, redact_pii: [email, phone] }\n\
+         \x20 - { name: scrub_all, priority: 30, when: { pii: any }, model: big, redact_pii: true }",
+    );
+    let c = ok(&text);
+    let by_name = |n: &str| {
+        c.decisions
+            .iter()
+            .find(|d| d.name == n)
+            .map(|d| (d.when.clone(), d.action.clone()))
+    };
+    let (when, action) = by_name("cards").unwrap_or_else(|| panic!("missing"));
+    assert_eq!(
+        when,
+        Expr::Pred(Predicate::Pii(vec![PiiKind::CreditCard, PiiKind::Iban]))
+    );
+    assert_eq!(
+        action,
+        DecisionAction::Block {
+            message: "No card numbers, please.".into()
+        }
+    );
+    let big = c.model_id("big").unwrap_or_else(|| panic!("no big"));
+    let (when, action) = by_name("scrub").unwrap_or_else(|| panic!("missing"));
+    assert_eq!(when, Expr::Pred(Predicate::Pii(PiiKind::ALL.to_vec())));
+    assert_eq!(
+        action,
+        DecisionAction::Route {
+            model: big,
+            redact_pii: vec![PiiKind::Email, PiiKind::Phone]
+        }
+    );
+    let (_, action) = by_name("scrub_all").unwrap_or_else(|| panic!("missing"));
+    assert_eq!(
+        action,
+        DecisionAction::Route {
+            model: big,
+            redact_pii: PiiKind::ALL.to_vec()
+        }
+    );
+}
+
+#[test]
+fn action_mistakes_are_named() {
+    let text = BASE.replace(
+        "  - { name: low, priority: 1, when: { keyword: code }, model: small }",
+        "  - { name: a, when: { pii: [passport] }, model: small }\n\
+         \x20 - { name: b, when: { pii: sometimes }, block: \"no\", redact_pii: true }\n\
+         \x20 - { name: c, when: { keyword: code }, model: small, block: \"no\" }\n\
+         \x20 - { name: d, when: { keyword: code } }",
+    );
+    let errs = errors(&text);
+    for path in [
+        "decisions[0].when.pii[0]",
+        "decisions[1].when.pii",
+        "decisions[1].redact_pii",
+        "decisions[2]",
+        "decisions[3].model",
+    ] {
+        assert!(has(&errs, path), "no error at {path}: {errs:#?}");
+    }
 }
