@@ -6,6 +6,7 @@
 
 use regex::Regex;
 use routemesh_common::Signals;
+use routemesh_common::signals::Language;
 use routemesh_common::config::SignalsConfig;
 
 use crate::pii::PiiDetector;
@@ -59,10 +60,17 @@ impl SignalComputer {
     pub fn compute(&self, text: &str, embedding: Option<PromptEmbedding<'_>>) -> Signals {
         let keywords = self.keywords.iter().map(|re| re.is_match(text)).collect();
         let pii = self.pii.detect(text);
+        let language = whatlang::detect(text)
+            .filter(whatlang::Info::is_reliable)
+            .map(|i| Language {
+                code: i.lang().code().to_owned(),
+                confidence: i.confidence() as f32,
+            });
         let Some(e) = embedding else {
             return Signals {
                 keywords,
                 pii,
+                language,
                 ..Signals::default()
             };
         };
@@ -83,6 +91,7 @@ impl SignalComputer {
             prompt_tokens: Some(u32::try_from(e.tokens).unwrap_or(u32::MAX)),
             truncated: e.truncated,
             pii,
+            language,
         }
     }
 }

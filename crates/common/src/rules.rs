@@ -29,4 +29,6 @@ pub enum Predicate {
     Tokens { min: u32, max: u32 },
     /// The prompt holds personal data of one of these kinds.
     Pii(Vec<PiiKind>),
+    /// The prompt's language is one of these ISO 639-3 codes.
+    Language(Vec<String>),
 }

@@ -31,6 +31,17 @@ pub struct Signals {
     pub truncated: bool,
     /// Personal data found in the prompt, in text order, not overlapping.
     pub pii: Vec<PiiSpan>,
+    /// The prompt's language, when it could be told reliably.
+    pub language: Option<Language>,
+}
+
+/// A detected language.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Language {
+    /// ISO 639-3 code (`eng`, `deu`, `cmn`).
+    pub code: String,
+    /// The detector's confidence in [0, 1].
+    pub confidence: f32,
 }
 
 /// A kind of personal data the deterministic detectors find.

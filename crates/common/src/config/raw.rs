@@ -156,9 +156,10 @@ pub(crate) enum RawExpr {
     Keyword(String),
     Tokens(RawTokens),
     Pii(RawPiiKinds),
+    Language(Vec<String>),
 }
 
-const OPERATORS: &[&str] = &["all", "any", "not", "route", "keyword", "tokens", "pii"];
+const OPERATORS: &[&str] = &["all", "any", "not", "route", "keyword", "tokens", "pii", "language"];
 
 // By hand rather than derived: serde_yaml_ng reads a derived enum from a
 // `Value` only in `!tag` form, and we want the one-key map form with an error
@@ -194,6 +195,7 @@ impl<'de> Visitor<'de> for ExprVisitor {
             "keyword" => RawExpr::Keyword(map.next_value()?),
             "tokens" => RawExpr::Tokens(map.next_value()?),
             "pii" => RawExpr::Pii(map.next_value()?),
+            "language" => RawExpr::Language(map.next_value()?),
             other => return Err(de::Error::unknown_variant(other, OPERATORS)),
         };
         if let Some(extra) = map.next_key::<String>()? {

@@ -79,6 +79,8 @@ struct SignalsView<'a> {
     /// Personal data found: kind and byte offsets (the values themselves are
     /// not echoed).
     pii: Vec<PiiView>,
+    /// ISO 639-3 code and confidence, when detected reliably.
+    language: Option<&'a routemesh_common::signals::Language>,
 }
 
 #[derive(Debug, Serialize)]
@@ -154,6 +156,7 @@ async fn handle(
                     end: p.end,
                 })
                 .collect(),
+            language: s.language.as_ref(),
         }
     });
     timings.insert("total", ms(trace.started.elapsed()));

@@ -184,6 +184,21 @@ impl Validator {
             RawExpr::Pii(kinds) => self
                 .pii_kinds(&kinds, &format!("{path}.pii"))
                 .map(|k| Expr::Pred(Predicate::Pii(k))),
+            RawExpr::Language(codes) => {
+                let path = format!("{path}.language");
+                if codes.is_empty() {
+                    self.error(&path, "give at least one ISO 639-3 code (eng, deu, fra, …)".into());
+                    return None;
+                }
+                let mut ok = true;
+                for (i, code) in codes.iter().enumerate() {
+                    if whatlang::Lang::from_code(code).is_none() {
+                        self.error(&format!("{path}[{i}]"), format!("`{code}` is not an ISO 639-3 code the detector knows (eng, deu, fra, spa, cmn, jpn, …)"));
+                        ok = false;
+                    }
+                }
+                ok.then(|| Expr::Pred(Predicate::Language(codes)))
+            }
             RawExpr::Tokens(t) => {
                 let (min, max) = (t.min.unwrap_or(0), t.max.unwrap_or(u32::MAX));
                 if t.min.is_none() && t.max.is_none() {
