@@ -6,8 +6,8 @@
 
 use regex::Regex;
 use routemesh_common::Signals;
-use routemesh_common::signals::Language;
 use routemesh_common::config::SignalsConfig;
+use routemesh_common::signals::Language;
 
 use crate::pii::PiiDetector;
 

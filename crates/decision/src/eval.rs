@@ -31,7 +31,9 @@ fn pred(p: &Predicate, s: &Signals) -> bool {
         Predicate::Keyword(k) => s.keyword(k),
         Predicate::Tokens { min, max } => s.prompt_tokens.is_some_and(|t| (min..=max).contains(&t)),
         Predicate::Pii(ref kinds) => s.pii.iter().any(|span| kinds.contains(&span.kind)),
-        Predicate::Language(ref codes) => s.language.as_ref().is_some_and(|l| codes.contains(&l.code)),
+        Predicate::Language(ref codes) => {
+            s.language.as_ref().is_some_and(|l| codes.contains(&l.code))
+        }
     }
 }
 
@@ -184,13 +186,22 @@ default: { name: fallback, model: coder }
     fn language_predicate_needs_a_detected_language_in_the_list() {
         use routemesh_common::signals::Language;
         let german = Signals {
-            language: Some(Language { code: "deu".into(), confidence: 0.9 }),
+            language: Some(Language {
+                code: "deu".into(),
+                confidence: 0.9,
+            }),
             ..Signals::default()
         };
         let de_or_fr = Expr::Pred(Predicate::Language(vec!["deu".into(), "fra".into()]));
         assert!(eval(&de_or_fr, &german));
-        assert!(!eval(&Expr::Pred(Predicate::Language(vec!["eng".into()])), &german));
-        assert!(!eval(&de_or_fr, &Signals::default()), "undetected matches nothing");
+        assert!(!eval(
+            &Expr::Pred(Predicate::Language(vec!["eng".into()])),
+            &german
+        ));
+        assert!(
+            !eval(&de_or_fr, &Signals::default()),
+            "undetected matches nothing"
+        );
     }
 
     #[test]

@@ -74,9 +74,16 @@ fn route_similarity_prefers_the_matching_route() -> Result<()> {
         "keywords are case-insensitive"
     );
     assert!(hello.prompt_tokens.is_some_and(|t| t > 2));
-    let german = signals.compute("Wie spät ist es heute Abend in Berlin, und regnet es noch?", None);
+    let german = signals.compute(
+        "Wie spät ist es heute Abend in Berlin, und regnet es noch?",
+        None,
+    );
     assert_eq!(german.language.map(|l| l.code).as_deref(), Some("deu"));
-    let english = compute(&signals, &encoder, "Could you please explain how the immune system fights infections?")?;
+    let english = compute(
+        &signals,
+        &encoder,
+        "Could you please explain how the immune system fights infections?",
+    )?;
     assert_eq!(english.language.map(|l| l.code).as_deref(), Some("eng"));
     let degraded = signals.compute("cargo test", None);
     assert!(degraded.route_scores.is_empty() && degraded.prompt_tokens.is_none());

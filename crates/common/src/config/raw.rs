@@ -159,7 +159,9 @@ pub(crate) enum RawExpr {
     Language(Vec<String>),
 }
 
-const OPERATORS: &[&str] = &["all", "any", "not", "route", "keyword", "tokens", "pii", "language"];
+const OPERATORS: &[&str] = &[
+    "all", "any", "not", "route", "keyword", "tokens", "pii", "language",
+];
 
 // By hand rather than derived: serde_yaml_ng reads a derived enum from a
 // `Value` only in `!tag` form, and we want the one-key map form with an error

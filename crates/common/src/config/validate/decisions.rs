@@ -187,7 +187,10 @@ impl Validator {
             RawExpr::Language(codes) => {
                 let path = format!("{path}.language");
                 if codes.is_empty() {
-                    self.error(&path, "give at least one ISO 639-3 code (eng, deu, fra, …)".into());
+                    self.error(
+                        &path,
+                        "give at least one ISO 639-3 code (eng, deu, fra, …)".into(),
+                    );
                     return None;
                 }
                 let mut ok = true;

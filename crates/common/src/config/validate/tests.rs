@@ -375,8 +375,24 @@ fn action_mistakes_are_named() {
 fn language_conditions_take_iso_639_3_codes() {
     let text = BASE.replace("when: { keyword: code }", "when: { language: [deu, fra] }");
     let c = ok(&text);
-    let low = c.decisions.iter().find(|d| d.name == "low").map(|d| d.when.clone());
-    assert_eq!(low, Some(Expr::Pred(Predicate::Language(vec!["deu".into(), "fra".into()]))));
-    let errs = errors(&BASE.replace("when: { keyword: code }", "when: { language: [de, klingon] }"));
-    assert!(has(&errs, "decisions[0].when.language[0]") && has(&errs, "decisions[0].when.language[1]"), "{errs:?}");
+    let low = c
+        .decisions
+        .iter()
+        .find(|d| d.name == "low")
+        .map(|d| d.when.clone());
+    assert_eq!(
+        low,
+        Some(Expr::Pred(Predicate::Language(vec![
+            "deu".into(),
+            "fra".into()
+        ])))
+    );
+    let errs = errors(&BASE.replace(
+        "when: { keyword: code }",
+        "when: { language: [de, klingon] }",
+    ));
+    assert!(
+        has(&errs, "decisions[0].when.language[0]") && has(&errs, "decisions[0].when.language[1]"),
+        "{errs:?}"
+    );
 }
