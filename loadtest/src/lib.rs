@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod fake;
 pub mod loadgen;
+pub mod mesh_bench;
 pub mod nats_server;
 pub mod server_timing;
 

@@ -9,6 +9,8 @@
 //! while queued is answered [`ClassifyError::DeadlineExceeded`] without
 //! running. The embedded gateway and the NATS worker share this code.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -16,6 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::encoder::Encoded;
 use crate::error::{ClassifyError, EncoderError};
+use crate::scorer::{Output, Scorer};
 
 /// Anything that embeds a batch of texts: the real encoder, or the
 /// fixed-cost simulation used by scaling benchmarks.
@@ -49,6 +52,23 @@ pub struct Embedding {
     /// Tokens before truncation, special tokens included.
     pub tokens: usize,
     pub truncated: bool,
+    /// What each requested scorer said, by scorer name.
+    pub outputs: BTreeMap<String, Output>,
+}
+
+/// One model replica: the encoder and the scorers that run on its output.
+pub struct Replica {
+    pub model: Box<dyn EmbeddingModel>,
+    pub scorers: Vec<Box<dyn Scorer>>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.scorers.iter().map(|s| s.name()).collect();
+        f.debug_struct("Replica")
+            .field("scorers", &names)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The answer to one job.
@@ -74,6 +94,8 @@ pub struct EmbedTimings {
 
 struct Job {
     texts: Vec<String>,
+    /// Scorers to run on these texts.
+    outputs: Vec<String>,
     enqueued: Instant,
     deadline: Option<Instant>,
     reply: oneshot::Sender<Result<Embedded, ClassifyError>>,
@@ -85,6 +107,7 @@ struct Job {
 pub struct Batcher {
     tx: Sender<Job>,
     capacity: usize,
+    scorers: Arc<BTreeSet<String>>,
 }
 
 impl Batcher {
@@ -93,6 +116,23 @@ impl Batcher {
         models: Vec<Box<dyn EmbeddingModel>>,
         opts: BatchOptions,
     ) -> std::io::Result<Self> {
+        let replicas = models
+            .into_iter()
+            .map(|model| Replica {
+                model,
+                scorers: Vec::new(),
+            })
+            .collect();
+        Self::start_replicas(replicas, opts)
+    }
+
+    /// Starts one thread per replica. Every replica must carry the same
+    /// scorers (by name).
+    pub fn start_replicas(replicas: Vec<Replica>, opts: BatchOptions) -> std::io::Result<Self> {
+        let scorers: BTreeSet<String> = replicas
+            .first()
+            .map(|r| r.scorers.iter().map(|s| s.name().to_owned()).collect())
+            .unwrap_or_default();
         let capacity = opts.queue.max(1);
         let opts = BatchOptions {
             max_batch: opts.max_batch.max(1),
@@ -100,13 +140,22 @@ impl Batcher {
             ..opts
         };
         let (tx, rx) = crossbeam_channel::bounded(capacity);
-        for (i, model) in models.into_iter().enumerate() {
+        for (i, replica) in replicas.into_iter().enumerate() {
             let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("routemesh-encoder-{i}"))
-                .spawn(move || run(model.as_ref(), &rx, opts))?;
+                .spawn(move || run(&replica, &rx, opts))?;
         }
-        Ok(Self { tx, capacity })
+        Ok(Self {
+            tx,
+            capacity,
+            scorers: Arc::new(scorers),
+        })
+    }
+
+    /// Names of the scorers every replica runs.
+    pub fn scorers(&self) -> &BTreeSet<String> {
+        &self.scorers
     }
 
     /// Embeds `texts`; gives up on them at `deadline` if they have not started.
@@ -115,9 +164,26 @@ impl Batcher {
         texts: Vec<String>,
         deadline: Option<Instant>,
     ) -> Result<Embedded, ClassifyError> {
+        self.embed_with(texts, Vec::new(), deadline).await
+    }
+
+    /// Embeds `texts` and runs the named scorers on them.
+    pub async fn embed_with(
+        &self,
+        texts: Vec<String>,
+        outputs: Vec<String>,
+        deadline: Option<Instant>,
+    ) -> Result<Embedded, ClassifyError> {
+        if let Some(unknown) = outputs.iter().find(|o| !self.scorers.contains(*o)) {
+            return Err(ClassifyError::UnknownOutput {
+                name: unknown.clone(),
+                known: self.scorers.iter().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
         let (reply, rx) = oneshot::channel();
         let job = Job {
             texts,
+            outputs,
             enqueued: Instant::now(),
             deadline,
             reply,
@@ -140,7 +206,7 @@ impl Batcher {
     }
 }
 
-fn run(model: &dyn EmbeddingModel, rx: &Receiver<Job>, opts: BatchOptions) {
+fn run(replica: &Replica, rx: &Receiver<Job>, opts: BatchOptions) {
     while let Ok(first) = rx.recv() {
         let mut texts = first.texts.len();
         let mut jobs = vec![first];
@@ -155,13 +221,14 @@ fn run(model: &dyn EmbeddingModel, rx: &Receiver<Job>, opts: BatchOptions) {
             texts += job.texts.len();
             jobs.push(job);
         }
-        run_jobs(model, jobs, opts.max_batch);
+        run_jobs(replica, jobs, opts.max_batch);
     }
 }
 
 /// Runs a group of jobs as forward passes of at most `max_batch` texts,
 /// shortest texts together.
-fn run_jobs(model: &dyn EmbeddingModel, jobs: Vec<Job>, max_batch: usize) {
+fn run_jobs(replica: &Replica, jobs: Vec<Job>, max_batch: usize) {
+    let model = replica.model.as_ref();
     let started = Instant::now();
     let mut live = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -201,19 +268,25 @@ fn run_jobs(model: &dyn EmbeddingModel, jobs: Vec<Job>, max_batch: usize) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, texts = texts.len(), "encoder failed on a batch");
-                let message = e.to_string();
-                for job in live {
-                    let _ = job.reply.send(Err(ClassifyError::Failed(message.clone())));
-                }
+                fail_all(live, &e.to_string());
+                return;
+            }
+        };
+        let scored = match run_scorers(replica, &live, chunk, &texts, &encoded.embeddings) {
+            Ok(s) => s,
+            Err(message) => {
+                tracing::error!(error = %message, texts = texts.len(), "a scorer failed on a batch");
+                fail_all(live, &message);
                 return;
             }
         };
         let mut seen = vec![false; live.len()];
-        for (k, &(j, t)) in chunk.iter().enumerate() {
+        for ((k, &(j, t)), outputs) in chunk.iter().enumerate().zip(scored) {
             out[j][t] = Some(Embedding {
                 vector: encoded.embeddings[k].clone(),
                 tokens: encoded.token_counts[k],
                 truncated: encoded.truncated[k],
+                outputs,
             });
             if !seen[j] {
                 seen[j] = true;
@@ -235,4 +308,49 @@ fn run_jobs(model: &dyn EmbeddingModel, jobs: Vec<Job>, max_batch: usize) {
         };
         let _ = job.reply.send(result);
     }
+}
+
+fn fail_all(jobs: Vec<Job>, message: &str) {
+    for job in jobs {
+        let _ = job
+            .reply
+            .send(Err(ClassifyError::Failed(message.to_owned())));
+    }
+}
+
+/// Runs each scorer some text of the chunk asked for, on just those texts;
+/// returns the outputs per text of the chunk.
+fn run_scorers(
+    replica: &Replica,
+    jobs: &[Job],
+    chunk: &[(usize, usize)],
+    texts: &[&str],
+    embeddings: &[Vec<f32>],
+) -> Result<Vec<BTreeMap<String, Output>>, String> {
+    let mut outputs: Vec<BTreeMap<String, Output>> = vec![BTreeMap::new(); chunk.len()];
+    for scorer in &replica.scorers {
+        let wanted: Vec<usize> = (0..chunk.len())
+            .filter(|&k| jobs[chunk[k].0].outputs.iter().any(|o| o == scorer.name()))
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let t: Vec<&str> = wanted.iter().map(|&k| texts[k]).collect();
+        let e: Vec<&[f32]> = wanted.iter().map(|&k| embeddings[k].as_slice()).collect();
+        let scores = scorer
+            .score(&t, &e)
+            .map_err(|m| format!("{}: {m}", scorer.name()))?;
+        if scores.len() != wanted.len() {
+            return Err(format!(
+                "{} returned {} outputs for {} texts",
+                scorer.name(),
+                scores.len(),
+                wanted.len()
+            ));
+        }
+        for (k, output) in wanted.into_iter().zip(scores) {
+            outputs[k].insert(scorer.name().to_owned(), output);
+        }
+    }
+    Ok(outputs)
 }

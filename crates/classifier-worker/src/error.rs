@@ -27,6 +27,9 @@ pub enum ClassifyError {
     /// The inference thread has stopped.
     #[error("classifier stopped")]
     Stopped,
+    /// A request asked for a scorer this batcher does not run.
+    #[error("unknown classifier `{name}`; this worker runs: {known}")]
+    UnknownOutput { name: String, known: String },
     /// The deadline passed before the work could start.
     #[error("deadline passed before the prompt could be embedded")]
     DeadlineExceeded,

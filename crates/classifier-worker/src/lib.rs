@@ -13,14 +13,20 @@
 mod batcher;
 mod encoder;
 mod error;
+pub mod heads;
+pub mod hf;
 pub mod nats;
 pub mod pii;
+pub mod scorer;
 pub mod service;
 mod signals;
 mod simulated;
 
-pub use batcher::{BatchOptions, Batcher, EmbedTimings, Embedded, Embedding, EmbeddingModel};
+pub use batcher::{
+    BatchOptions, Batcher, EmbedTimings, Embedded, Embedding, EmbeddingModel, Replica,
+};
 pub use encoder::{Encoded, Encoder};
 pub use error::{ClassifyError, EncoderError};
+pub use heads::{Head, HeadError, HeadInfo};
 pub use signals::{PromptEmbedding, SignalComputer};
 pub use simulated::SimulatedModel;

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use routemesh_classifier_worker::scorer;
 use routemesh_classifier_worker::service::{self, ServiceOptions};
 use routemesh_classifier_worker::{
-    BatchOptions, Batcher, EmbeddingModel, Encoder, SimulatedModel, nats,
+    BatchOptions, Batcher, EmbeddingModel, Encoder, Replica, SimulatedModel, heads, nats,
 };
 use routemesh_common::config::NatsConfig;
 
@@ -38,6 +39,15 @@ struct Cli {
 enum Command {
     /// Serve a pool over NATS.
     Serve(ServeArgs),
+    /// Train a head (logistic regression or a small MLP) on frozen encoder
+    /// embeddings of a labelled JSONL file; writes head.safetensors,
+    /// head.json and README.md (see the crate README, "Heads").
+    TrainHead(heads::cli::TrainHeadArgs),
+    /// Measure a trained head on a labelled JSONL file.
+    EvalHead(heads::cli::EvalHeadArgs),
+    /// Label MMLU-Pro rows `hard`/`easy` from the cheap models' correctness
+    /// (training data for the difficulty head).
+    MakeDifficultyData(heads::cli::DifficultyArgs),
     /// Measure the PII detectors on labelled JSONL (`text` + character
     /// `spans` with presidio types, e.g. shared/data/pii/pii_train.jsonl):
     /// precision and recall per type, as a markdown table.
@@ -98,6 +108,11 @@ struct ServeArgs {
     /// forward pass and returns fake vectors.
     #[arg(long, value_parser = humantime::parse_duration)]
     simulated_cost: Option<Duration>,
+    /// A classifier run on every prompt that asks for it, as NAME=FOLDER: a
+    /// trained head (head.json) or an HF classifier (config.json).
+    /// Repeatable; gateways name them in `signals.classifiers`.
+    #[arg(long = "classifier", value_name = "NAME=FOLDER", value_parser = parse_classifier)]
+    classifiers: Vec<(String, PathBuf)>,
 }
 
 fn main() -> ExitCode {
@@ -111,6 +126,11 @@ fn main() -> ExitCode {
         .init();
     let args = match cli.command {
         Command::Serve(args) => args,
+        Command::TrainHead(a) => return heads_exit(heads::cli::train_head(&a)),
+        Command::EvalHead(a) => return heads_exit(heads::cli::eval_head(&a)),
+        Command::MakeDifficultyData(a) => {
+            return heads_exit(heads::cli::make_difficulty_data(&a));
+        }
         Command::EvalPii { data } => return eval_pii(&data),
     };
     match tokio::runtime::Builder::new_multi_thread()
@@ -156,6 +176,25 @@ fn eval_pii(path: &std::path::Path) -> ExitCode {
     );
     print!("{}", eval::table(&counts));
     ExitCode::SUCCESS
+}
+
+/// Exit status of a head subcommand; the error goes to stderr.
+fn heads_exit(result: Result<(), heads::TrainError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("classifier-worker: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn parse_classifier(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, dir) = s.split_once('=').ok_or("use NAME=FOLDER")?;
+    if !routemesh_common::wire::valid_pool_name(name) {
+        return Err(format!("`{name}`: use letters, digits, `-` and `_`"));
+    }
+    Ok((name.to_owned(), PathBuf::from(dir)))
 }
 
 fn device(spec: &str) -> Result<candle_core::Device, String> {
@@ -233,7 +272,22 @@ async fn serve(args: ServeArgs) -> ExitCode {
         max_wait: args.max_wait,
         queue: args.queue,
     };
-    let batcher = match Batcher::start(models, opts) {
+    let mut replicas = Vec::with_capacity(models.len());
+    for model in models {
+        let scorers = args
+            .classifiers
+            .iter()
+            .map(|(name, dir)| scorer::load_scorer(name, dir))
+            .collect();
+        match scorers {
+            Ok(scorers) => replicas.push(Replica { model, scorers }),
+            Err(message) => {
+                eprintln!("classifier-worker: --classifier: {message}");
+                return ExitCode::from(EXIT_NO_MODEL);
+            }
+        }
+    }
+    let batcher = match Batcher::start_replicas(replicas, opts) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("classifier-worker: cannot start the inference threads: {e}");

@@ -164,12 +164,13 @@ impl Ctx {
         let deadline = Instant::now() + Duration::from_millis(req.deadline_ms);
         let embedded = self
             .batcher
-            .embed(req.texts, Some(deadline))
+            .embed_with(req.texts, req.outputs, Some(deadline))
             .await
             .map_err(|e| {
                 let code = match e {
                     ClassifyError::Overloaded { .. } => error_code::UNAVAILABLE,
                     ClassifyError::DeadlineExceeded => error_code::DEADLINE,
+                    ClassifyError::UnknownOutput { .. } => error_code::BAD_REQUEST,
                     ClassifyError::Stopped | ClassifyError::Failed(_) => error_code::INTERNAL,
                 };
                 fail(code, e.to_string())
@@ -187,6 +188,7 @@ impl Ctx {
                     embedding: e.vector,
                     tokens: u32::try_from(e.tokens).unwrap_or(u32::MAX),
                     truncated: e.truncated,
+                    outputs: e.outputs,
                 })
                 .collect(),
             timings: WireTimings {

@@ -7,7 +7,9 @@
 use regex::Regex;
 use routemesh_common::Signals;
 use routemesh_common::config::SignalsConfig;
-use routemesh_common::signals::Language;
+use routemesh_common::signals::{ClassifierResult, Language, Output};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::pii::PiiDetector;
 
@@ -18,6 +20,8 @@ pub struct SignalComputer {
     routes: Vec<Vec<Vec<f32>>>,
     keywords: Vec<Regex>,
     pii: PiiDetector,
+    /// Name and labels of each configured classifier, in configuration order.
+    classifiers: Vec<(String, Arc<[String]>)>,
 }
 
 impl SignalComputer {
@@ -50,7 +54,21 @@ impl SignalComputer {
             routes,
             keywords,
             pii: PiiDetector::new(),
+            classifiers: Vec::new(),
         })
+    }
+
+    /// Adds the configured classifiers (name and labels, in configuration
+    /// order) whose outputs become [`Signals::classifiers`].
+    pub fn with_classifiers(mut self, classifiers: Vec<(String, Arc<[String]>)>) -> Self {
+        self.classifiers = classifiers;
+        self
+    }
+
+    /// The classifiers' names, in configuration order: what to ask the
+    /// classifier to run.
+    pub fn classifier_names(&self) -> Vec<String> {
+        self.classifiers.iter().map(|(n, _)| n.clone()).collect()
     }
 
     /// Signals of one prompt. `embedding` must be unit length (as the encoder
@@ -71,6 +89,7 @@ impl SignalComputer {
                 keywords,
                 pii,
                 language,
+                classifiers: vec![None; self.classifiers.len()],
                 ..Signals::default()
             };
         };
@@ -92,6 +111,16 @@ impl SignalComputer {
             truncated: e.truncated,
             pii,
             language,
+            classifiers: self
+                .classifiers
+                .iter()
+                .map(|(name, labels)| {
+                    e.outputs.get(name).map(|output| ClassifierResult {
+                        labels: labels.clone(),
+                        output: output.clone(),
+                    })
+                })
+                .collect(),
         }
     }
 }
@@ -102,6 +131,8 @@ pub struct PromptEmbedding<'a> {
     pub vector: &'a [f32],
     pub tokens: usize,
     pub truncated: bool,
+    /// The classifiers' outputs, by name.
+    pub outputs: &'a BTreeMap<String, Output>,
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

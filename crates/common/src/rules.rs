@@ -3,6 +3,7 @@
 //! The raw YAML form lives in [`crate::config::raw`]; validation resolves names
 //! to indices so evaluation (in the `decision` crate) never looks up a string.
 
+use crate::config::ClassifierId;
 use crate::signals::{KeywordId, PiiKind, RouteId};
 
 /// A boolean expression over signal predicates.
@@ -31,4 +32,11 @@ pub enum Predicate {
     Pii(Vec<PiiKind>),
     /// The prompt's language is one of these ISO 639-3 codes.
     Language(Vec<String>),
+    /// The classifier gives `label` at least probability `min`; without
+    /// `min`, `label` is the classifier's top label.
+    Label {
+        classifier: ClassifierId,
+        label: String,
+        min: Option<f32>,
+    },
 }

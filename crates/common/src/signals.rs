@@ -5,6 +5,8 @@
 //! engine looks them up by index, never by name. Names are attached only at
 //! the edges (the dry-run endpoint).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Index of an embedding route in [`crate::config::SignalsConfig::routes`].
@@ -33,6 +35,49 @@ pub struct Signals {
     pub pii: Vec<PiiSpan>,
     /// The prompt's language, when it could be told reliably.
     pub language: Option<Language>,
+    /// What each configured classifier said, in configuration order; `None`
+    /// when it did not run (a degraded classifier).
+    pub classifiers: Vec<Option<ClassifierResult>>,
+}
+
+/// A classifier's output with the names of its labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierResult {
+    pub labels: Arc<[String]>,
+    pub output: Output,
+}
+
+impl ClassifierResult {
+    /// The probability of `label` (scores), or the best score of a span
+    /// with that label (spans); `None` for an unknown label or no span.
+    pub fn probability(&self, label: &str) -> Option<f32> {
+        match &self.output {
+            Output::Scores { probs } => {
+                let i = self.labels.iter().position(|l| l == label)?;
+                probs.get(i).copied()
+            }
+            Output::Spans { spans } => spans
+                .iter()
+                .filter(|s| s.label == label)
+                .map(|s| s.score)
+                .reduce(f32::max),
+        }
+    }
+
+    /// The most probable label (scores); for spans, the label of the
+    /// best-scored span.
+    pub fn top(&self) -> Option<&str> {
+        match &self.output {
+            Output::Scores { probs } => {
+                let (i, _) = probs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
+                self.labels.get(i).map(String::as_str)
+            }
+            Output::Spans { spans } => spans
+                .iter()
+                .max_by(|a, b| a.score.total_cmp(&b.score))
+                .map(|s| s.label.as_str()),
+        }
+    }
 }
 
 /// A detected language.
@@ -116,4 +161,23 @@ impl Signals {
     pub fn keyword(&self, id: KeywordId) -> bool {
         self.keywords.get(id.0).copied().unwrap_or(false)
     }
+}
+
+/// What a scorer says about one text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Output {
+    /// A probability per label, in the scorer's label order.
+    Scores { probs: Vec<f32> },
+    /// Labelled spans (token classification): byte offsets into the text.
+    Spans { spans: Vec<Span> },
+}
+
+/// A labelled piece of a text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Span {
+    pub label: String,
+    pub start: usize,
+    pub end: usize,
+    pub score: f32,
 }

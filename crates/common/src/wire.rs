@@ -7,7 +7,11 @@
 //! Every message carries `v`; a worker answers a version it does not speak
 //! with a `400` service error that names both versions.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::signals::Output;
 
 /// The wire version this build speaks.
 pub const WIRE_VERSION: u16 = 1;
@@ -40,6 +44,10 @@ pub struct ClassifyRequest {
     /// The gateway's request id, for logs on both sides.
     pub request_id: String,
     pub texts: Vec<String>,
+    /// Classifiers (heads, HF models) to run on the texts, by name; the
+    /// embedding is always returned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
     /// How long the caller waits, in milliseconds from sending; work that
     /// cannot start in time is dropped by the worker.
     pub deadline_ms: u64,
@@ -51,6 +59,7 @@ impl ClassifyRequest {
             v: WIRE_VERSION,
             request_id: request_id.into(),
             texts,
+            outputs: Vec::new(),
             deadline_ms,
         }
     }
@@ -79,6 +88,9 @@ pub struct EmbeddingItem {
     pub tokens: u32,
     /// Longer than the worker's maximum and truncated before embedding.
     pub truncated: bool,
+    /// What each requested classifier said, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, Output>,
 }
 
 /// Where a worker spent a request's time, in microseconds.
@@ -127,6 +139,12 @@ mod tests {
                 embedding: embedding.clone(),
                 tokens: 7,
                 truncated: false,
+                outputs: BTreeMap::from([(
+                    "domain".to_owned(),
+                    Output::Scores {
+                        probs: vec![0.25, 0.75],
+                    },
+                )]),
             }],
             timings: WireTimings::default(),
         };

@@ -34,6 +34,19 @@ fn pred(p: &Predicate, s: &Signals) -> bool {
         Predicate::Language(ref codes) => {
             s.language.as_ref().is_some_and(|l| codes.contains(&l.code))
         }
+        Predicate::Label {
+            classifier,
+            ref label,
+            min,
+        } => {
+            let Some(Some(result)) = s.classifiers.get(classifier.0) else {
+                return false;
+            };
+            match min {
+                Some(min) => result.probability(label).is_some_and(|p| p >= min),
+                None => result.top() == Some(label.as_str()),
+            }
+        }
     }
 }
 
@@ -107,6 +120,7 @@ default: { name: fallback, model: coder }
             truncated: false,
             pii: Vec::new(),
             language: None,
+            classifiers: Vec::new(),
         }
     }
 
@@ -201,6 +215,46 @@ default: { name: fallback, model: coder }
         assert!(
             !eval(&de_or_fr, &Signals::default()),
             "undetected matches nothing"
+        );
+    }
+
+    #[test]
+    fn label_predicate_uses_top_label_or_a_probability_floor() {
+        use routemesh_common::config::ClassifierId;
+        use routemesh_common::signals::{ClassifierResult, Output};
+        let labels: std::sync::Arc<[String]> = vec!["law".to_owned(), "math".to_owned()].into();
+        let s = Signals {
+            classifiers: vec![
+                None,
+                Some(ClassifierResult {
+                    labels,
+                    output: Output::Scores {
+                        probs: vec![0.3, 0.7],
+                    },
+                }),
+            ],
+            ..Signals::default()
+        };
+        let label = |label: &str, min| {
+            Expr::Pred(Predicate::Label {
+                classifier: ClassifierId(1),
+                label: label.into(),
+                min,
+            })
+        };
+        assert!(eval(&label("math", None), &s), "top label");
+        assert!(!eval(&label("law", None), &s));
+        assert!(eval(&label("law", Some(0.3)), &s), "floor is inclusive");
+        assert!(!eval(&label("law", Some(0.31)), &s));
+        assert!(!eval(&label("physics", Some(0.0)), &s), "unknown label");
+        let missing = Expr::Pred(Predicate::Label {
+            classifier: ClassifierId(0),
+            label: "x".into(),
+            min: None,
+        });
+        assert!(
+            !eval(&missing, &s),
+            "a classifier that did not run matches nothing"
         );
     }
 

@@ -77,15 +77,18 @@ impl ClassifyFailure {
 
 impl Classifier {
     /// Embeds `texts`, giving up after `deadline`.
+    /// Embeds `texts` and runs the named classifiers (`outputs`) on them,
+    /// giving up after `deadline`.
     pub async fn embed(
         &self,
         request_id: &str,
         texts: Vec<String>,
+        outputs: &[String],
         deadline: Duration,
     ) -> Result<Embeddings, ClassifyFailure> {
         match self {
-            Self::Embedded(batcher) => embed_local(batcher, texts, deadline).await,
-            Self::Nats(pool) => embed_remote(pool, request_id, texts, deadline).await,
+            Self::Embedded(batcher) => embed_local(batcher, texts, outputs, deadline).await,
+            Self::Nats(pool) => embed_remote(pool, request_id, texts, outputs, deadline).await,
         }
     }
 
@@ -101,9 +104,10 @@ impl Classifier {
 async fn embed_local(
     batcher: &Batcher,
     texts: Vec<String>,
+    outputs: &[String],
     deadline: Duration,
 ) -> Result<Embeddings, ClassifyFailure> {
-    let run = batcher.embed(texts, Some(Instant::now() + deadline));
+    let run = batcher.embed_with(texts, outputs.to_vec(), Some(Instant::now() + deadline));
     match tokio::time::timeout(deadline, run).await {
         Err(_) | Ok(Err(ClassifyError::DeadlineExceeded)) => {
             Err(ClassifyFailure::Timeout(deadline))
@@ -126,11 +130,14 @@ async fn embed_remote(
     pool: &NatsPool,
     request_id: &str,
     texts: Vec<String>,
+    outputs: &[String],
     deadline: Duration,
 ) -> Result<Embeddings, ClassifyFailure> {
     let n = texts.len();
     let deadline_ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
-    let body = serde_json::to_vec(&ClassifyRequest::new(request_id, texts, deadline_ms))
+    let mut request = ClassifyRequest::new(request_id, texts, deadline_ms);
+    request.outputs = outputs.to_vec();
+    let body = serde_json::to_vec(&request)
         .map_err(|e| ClassifyFailure::Transport(format!("cannot encode the request: {e}")))?;
     let request = async_nats::Request::new()
         .payload(Bytes::from(body))
@@ -183,6 +190,7 @@ async fn embed_remote(
                 vector: i.embedding,
                 tokens: i.tokens as usize,
                 truncated: i.truncated,
+                outputs: i.outputs,
             })
             .collect(),
         timings: EmbedTimings {

@@ -83,13 +83,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Loads and validates the config, including what only the classifiers'
+/// files can tell (their labels).
 fn load(path: &std::path::Path) -> Result<routemesh_common::Config, ExitCode> {
-    config_file::load(path).map_err(|e| {
+    let config = config_file::load(path).map_err(|e| {
         eprintln!("routemesh: {e}");
         match e {
             LoadError::Read { .. } | LoadError::Invalid { .. } => ExitCode::from(EXIT_CONFIG),
         }
-    })
+    })?;
+    if let Err(errors) = server::check_classifier_labels(&config) {
+        eprintln!("routemesh: {}: {errors}", path.display());
+        return Err(ExitCode::from(EXIT_CONFIG));
+    }
+    Ok(config)
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {

@@ -113,7 +113,7 @@ pub async fn plan(
     let deadline = config.classifier.deadline;
     let (signals, embedding, degraded) = match ready
         .classifier
-        .embed(request_id, vec![prompt.clone()], deadline)
+        .embed(request_id, vec![prompt.clone()], &ready.outputs, deadline)
         .await
     {
         Ok(e) => match e.items.first() {
@@ -122,6 +122,7 @@ pub async fn plan(
                     vector: &item.vector,
                     tokens: item.tokens,
                     truncated: item.truncated,
+                    outputs: &item.outputs,
                 };
                 let signals = ready.signals.compute(&prompt, Some(prompt_embedding));
                 let info = EmbeddingInfo {

@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 
 use axum::serve::ListenerExt as _;
 use routemesh_classifier_worker::nats::{self, ConnectError};
-use routemesh_classifier_worker::{BatchOptions, Batcher, Encoder, EncoderError, SignalComputer};
+use routemesh_classifier_worker::scorer;
+use routemesh_classifier_worker::{
+    BatchOptions, Batcher, Encoder, EncoderError, Replica, SignalComputer,
+};
 use routemesh_common::Config;
-use routemesh_common::config::Transport;
+use routemesh_common::config::{ConfigError, ConfigErrors, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -46,6 +49,8 @@ pub enum ServeError {
     },
     #[error("cannot load the encoder from {dir}: {source}")]
     Model { dir: PathBuf, source: EncoderError },
+    #[error("cannot load a classifier: {0}")]
+    Classifiers(String),
     #[error("cannot embed the route examples: {0}")]
     Examples(String),
     #[error("server error: {0}")]
@@ -54,6 +59,45 @@ pub enum ServeError {
 
 /// Checks that the encoder folder has its files (embedded mode), before
 /// anything is bound.
+/// Reads each configured classifier's labels and checks every `label:`
+/// condition against them; all problems at once, with their key paths.
+pub fn check_classifier_labels(config: &Config) -> Result<(), ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut labels = Vec::new();
+    for (i, d) in config.signals.classifiers.iter().enumerate() {
+        match scorer::read_labels(&d.path) {
+            Ok(l) => labels.push(Some(l)),
+            Err(message) => {
+                errors.push(ConfigError {
+                    path: format!("signals.classifiers[{i}].path"),
+                    message,
+                });
+                labels.push(None);
+            }
+        }
+    }
+    for r in &config.signals.label_refs {
+        if let Some(Some(known)) = labels.get(r.classifier.0) {
+            if !known.contains(&r.label) {
+                let name = &config.signals.classifiers[r.classifier.0].name;
+                errors.push(ConfigError {
+                    path: format!("{}.is", r.path),
+                    message: format!(
+                        "classifier `{name}` has no label `{}` (labels: {})",
+                        r.label,
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
 pub fn check_model_files(config: &Config) -> Result<(), ServeError> {
     let Some(encoder) = &config.encoder else {
         return Ok(());
@@ -142,6 +186,7 @@ async fn prepare(config: &Config, pool: Option<NatsPool>) -> Result<Ready, Serve
         (Some(pool), _) => Classifier::Nats(pool),
         (None, Some(encoder)) => {
             let e = encoder.clone();
+            let defs = config.signals.classifiers.clone();
             let batcher = tokio::task::spawn_blocking(move || {
                 let model = Encoder::load(&e.model_dir, e.max_tokens).map_err(|source| {
                     ServeError::Model {
@@ -149,12 +194,21 @@ async fn prepare(config: &Config, pool: Option<NatsPool>) -> Result<Ready, Serve
                         source,
                     }
                 })?;
+                let scorers = defs
+                    .iter()
+                    .map(|d| scorer::load_scorer(&d.name, &d.path))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(ServeError::Classifiers)?;
                 let opts = BatchOptions {
                     max_batch: e.max_batch,
                     max_wait: Duration::ZERO,
                     queue: e.max_batch * 32,
                 };
-                Batcher::start(vec![Box::new(model)], opts).map_err(ServeError::Io)
+                let replica = Replica {
+                    model: Box::new(model),
+                    scorers,
+                };
+                Batcher::start_replicas(vec![replica], opts).map_err(ServeError::Io)
             })
             .await
             .map_err(|e| ServeError::Examples(format!("the loader panicked: {e}")))??;
@@ -168,7 +222,7 @@ async fn prepare(config: &Config, pool: Option<NatsPool>) -> Result<Ready, Serve
         let mut attempts = 0u32;
         let embedded = loop {
             match classifier
-                .embed("startup", chunk.to_vec(), EXAMPLE_DEADLINE)
+                .embed("startup", chunk.to_vec(), &[], EXAMPLE_DEADLINE)
                 .await
             {
                 Ok(e) => break e,
@@ -193,9 +247,19 @@ async fn prepare(config: &Config, pool: Option<NatsPool>) -> Result<Ready, Serve
         route_examples = texts.len(),
         "classifier ready"
     );
+    let labels = config
+        .signals
+        .classifiers
+        .iter()
+        .map(|d| scorer::read_labels(&d.path).map(|l| (d.name.clone(), Arc::<[String]>::from(l))))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ServeError::Classifiers)?;
+    let signals = signals.with_classifiers(labels);
+    let outputs = signals.classifier_names();
     Ok(Ready {
         classifier,
         signals,
+        outputs,
     })
 }
 

@@ -15,6 +15,8 @@ use crate::upstream::UpstreamPool;
 pub struct Ready {
     pub classifier: Classifier,
     pub signals: SignalComputer,
+    /// The configured classifiers' names: the outputs every routed prompt asks for.
+    pub outputs: Vec<String>,
 }
 
 /// What every handler can reach; cheap to clone.

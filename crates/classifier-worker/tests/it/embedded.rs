@@ -48,6 +48,7 @@ fn compute(
         vector: &e.embeddings[0],
         tokens: e.token_counts[0],
         truncated: e.truncated[0],
+        outputs: &std::collections::BTreeMap::new(),
     };
     Ok(signals.compute(text, Some(p)))
 }

@@ -4,6 +4,7 @@
 
 mod embedded;
 mod encoder;
+mod hf;
 
 use std::path::PathBuf;
 

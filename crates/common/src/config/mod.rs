@@ -179,7 +179,34 @@ pub struct RouterConfig {
 pub struct SignalsConfig {
     pub routes: Vec<RouteConfig>,
     pub keywords: Vec<KeywordRule>,
+    /// Trained heads and HF classifiers, run by the classifier with the encoder.
+    pub classifiers: Vec<ClassifierDef>,
+    /// Every `label:` condition, with its key path, so that the labels can
+    /// be checked against the classifiers' files when those are read.
+    pub label_refs: Vec<LabelRef>,
 }
+
+/// A classifier run on every routed prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassifierDef {
+    pub name: String,
+    /// A head folder (`head.json`, `head.safetensors`) or an HF folder
+    /// (`config.json`, `model.safetensors`, `tokenizer.json`).
+    pub path: PathBuf,
+}
+
+/// A label a rule names, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelRef {
+    /// Key path of the condition, for error messages.
+    pub path: String,
+    pub classifier: ClassifierId,
+    pub label: String,
+}
+
+/// Index into [`SignalsConfig::classifiers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClassifierId(pub usize);
 
 /// An embedding route: a name and example utterances.
 #[derive(Debug, Clone)]

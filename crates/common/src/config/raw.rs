@@ -92,6 +92,25 @@ pub(crate) struct RawSignals {
     pub(crate) routes: Vec<Value>,
     #[serde(default)]
     pub(crate) keywords: Vec<Value>,
+    #[serde(default)]
+    pub(crate) classifiers: Vec<Value>,
+}
+
+/// One item of `signals.classifiers:` — a trained head or an HF folder.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClassifierDef {
+    pub(crate) name: String,
+    pub(crate) path: String,
+}
+
+/// `label: { classifier: domain, is: math, min: 0.5 }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLabel {
+    pub(crate) classifier: String,
+    pub(crate) is: String,
+    pub(crate) min: Option<f32>,
 }
 
 /// One item of `signals.routes:`
@@ -157,10 +176,11 @@ pub(crate) enum RawExpr {
     Tokens(RawTokens),
     Pii(RawPiiKinds),
     Language(Vec<String>),
+    Label(RawLabel),
 }
 
 const OPERATORS: &[&str] = &[
-    "all", "any", "not", "route", "keyword", "tokens", "pii", "language",
+    "all", "any", "not", "route", "keyword", "tokens", "pii", "language", "label",
 ];
 
 // By hand rather than derived: serde_yaml_ng reads a derived enum from a
@@ -198,6 +218,7 @@ impl<'de> Visitor<'de> for ExprVisitor {
             "tokens" => RawExpr::Tokens(map.next_value()?),
             "pii" => RawExpr::Pii(map.next_value()?),
             "language" => RawExpr::Language(map.next_value()?),
+            "label" => RawExpr::Label(map.next_value()?),
             other => return Err(de::Error::unknown_variant(other, OPERATORS)),
         };
         if let Some(extra) = map.next_key::<String>()? {

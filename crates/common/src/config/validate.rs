@@ -11,13 +11,13 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::raw::{
-    RawClassifier, RawDecision, RawDefault, RawEncoder, RawKeywordRule, RawModel, RawNats,
-    RawRoute, RawRouter, RawServer, RawSignals, RawUpstream,
+    RawClassifier, RawClassifierDef, RawDecision, RawDefault, RawEncoder, RawKeywordRule, RawModel,
+    RawNats, RawRoute, RawRouter, RawServer, RawSignals, RawUpstream,
 };
 use super::{
-    ClassifierConfig, Config, ConfigError, ConfigErrors, EncoderConfig, KeywordRule, ModelConfig,
-    ModelId, NatsConfig, OnUnavailable, RouteConfig, RouterConfig, ServerConfig, SignalsConfig,
-    Transport, UpstreamConfig, UpstreamId,
+    ClassifierConfig, ClassifierDef, Config, ConfigError, ConfigErrors, EncoderConfig, KeywordRule,
+    LabelRef, ModelConfig, ModelId, NatsConfig, OnUnavailable, RouteConfig, RouterConfig,
+    ServerConfig, SignalsConfig, Transport, UpstreamConfig, UpstreamId,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -90,6 +90,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
         .unwrap_or_default();
     let routes = v.items::<RawRoute>(signals.routes, "signals.routes");
     let keywords = v.items::<RawKeywordRule>(signals.keywords, "signals.keywords");
+    let classifier_defs = v.items::<RawClassifierDef>(signals.classifiers, "signals.classifiers");
     let decisions = v.list::<RawDecision>(take("decisions"), "decisions");
     let default = v.section::<RawDefault>(take("default"), "default");
 
@@ -110,7 +111,8 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let upstreams = v.upstreams(upstreams);
     let (models, model_index) = v.models(models, &upstreams);
     let router = v.router(router, &model_index);
-    let signals = v.signals(routes, keywords);
+    let mut signals = v.signals(routes, keywords);
+    signals.classifiers = v.classifier_defs(classifier_defs, base_dir);
     let scope = Scope {
         models: &model_index,
         signals: &signals,
@@ -126,6 +128,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
         }
     }
 
+    signals.label_refs = std::mem::take(&mut v.label_refs);
     match (v.errors.is_empty(), server, classifier, encoder, default) {
         (true, Some(server), Some(classifier), Some(encoder), Some(default)) => Ok(Config {
             server,
@@ -179,6 +182,8 @@ struct Scope<'a> {
 #[derive(Default)]
 struct Validator {
     errors: Vec<ConfigError>,
+    /// `label:` conditions seen, for the gateway to check against the files.
+    label_refs: Vec<LabelRef>,
 }
 
 impl Validator {
@@ -541,6 +546,35 @@ impl Validator {
                     matcher,
                 });
             }
+        }
+        out
+    }
+
+    fn classifier_defs(
+        &mut self,
+        raw: Vec<(String, RawClassifierDef)>,
+        base_dir: &Path,
+    ) -> Vec<ClassifierDef> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (path, c) in raw {
+            self.unique(&mut seen, &c.name, &path);
+            if !crate::wire::valid_pool_name(&c.name) {
+                self.error(
+                    &format!("{path}.name"),
+                    format!("`{}`: use letters, digits, `-` and `_`", c.name),
+                );
+            }
+            if c.path.trim().is_empty() {
+                self.error(
+                    &format!("{path}.path"),
+                    "the classifier's folder is required".into(),
+                );
+            }
+            out.push(ClassifierDef {
+                name: c.name,
+                path: base_dir.join(c.path),
+            });
         }
         out
     }

@@ -16,6 +16,7 @@ use super::error::ApiError;
 use super::meta::{self, RequestId, Trace};
 use crate::pipeline::{RoutePlan, Target};
 use crate::state::AppState;
+use routemesh_common::signals::{ClassifierResult, Output};
 
 #[derive(Debug, Serialize)]
 struct DryRun<'a> {
@@ -81,6 +82,22 @@ struct SignalsView<'a> {
     pii: Vec<PiiView>,
     /// ISO 639-3 code and confidence, when detected reliably.
     language: Option<&'a routemesh_common::signals::Language>,
+    /// Each configured classifier's output by name (`null` when it did not run).
+    classifiers: BTreeMap<&'a str, Option<OutputView<'a>>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum OutputView<'a> {
+    /// Probability per label, and the top label.
+    Scores {
+        top: Option<&'a str>,
+        probs: BTreeMap<&'a str, f32>,
+    },
+    /// Labelled spans (kind, offsets, score).
+    Spans {
+        spans: &'a [routemesh_common::signals::Span],
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -157,6 +174,13 @@ async fn handle(
                 })
                 .collect(),
             language: s.language.as_ref(),
+            classifiers: config
+                .signals
+                .classifiers
+                .iter()
+                .zip(&s.classifiers)
+                .map(|(def, result)| (def.name.as_str(), result.as_ref().map(classifier_view)))
+                .collect(),
         }
     });
     timings.insert("total", ms(trace.started.elapsed()));
@@ -187,4 +211,19 @@ async fn handle(
         }),
     };
     Ok(Json(view).into_response())
+}
+
+fn classifier_view(r: &ClassifierResult) -> OutputView<'_> {
+    match &r.output {
+        Output::Scores { probs } => OutputView::Scores {
+            top: r.top(),
+            probs: r
+                .labels
+                .iter()
+                .map(String::as_str)
+                .zip(probs.iter().copied())
+                .collect(),
+        },
+        Output::Spans { spans } => OutputView::Spans { spans },
+    }
 }

@@ -2,7 +2,9 @@
 
 use super::{RESERVED_DECISIONS, Scope, Validator};
 use crate::config::raw::{RawDecision, RawDefault, RawExpr, RawPiiKinds, RawRoutePredicate};
-use crate::config::{DecisionAction, DecisionConfig, DefaultDecision, ModelId};
+use crate::config::{
+    ClassifierId, DecisionAction, DecisionConfig, DefaultDecision, LabelRef, ModelId,
+};
 use crate::rules::{Expr, Predicate};
 use crate::signals::{KeywordId, PiiKind, RouteId};
 use std::collections::HashSet;
@@ -184,6 +186,49 @@ impl Validator {
             RawExpr::Pii(kinds) => self
                 .pii_kinds(&kinds, &format!("{path}.pii"))
                 .map(|k| Expr::Pred(Predicate::Pii(k))),
+            RawExpr::Label(l) => {
+                let path = format!("{path}.label");
+                let Some(i) = scope
+                    .signals
+                    .classifiers
+                    .iter()
+                    .position(|c| c.name == l.classifier)
+                else {
+                    let known: Vec<_> = scope
+                        .signals
+                        .classifiers
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    self.error(
+                        &format!("{path}.classifier"),
+                        format!(
+                            "no classifier named `{}` (known: {})",
+                            l.classifier,
+                            known.join(", ")
+                        ),
+                    );
+                    return None;
+                };
+                if let Some(min) = l.min.filter(|m| !(0.0..=1.0).contains(m)) {
+                    self.error(
+                        &format!("{path}.min"),
+                        format!("{min} is not a probability in [0, 1]"),
+                    );
+                    return None;
+                }
+                let classifier = ClassifierId(i);
+                self.label_refs.push(LabelRef {
+                    path,
+                    classifier,
+                    label: l.is.clone(),
+                });
+                Some(Expr::Pred(Predicate::Label {
+                    classifier,
+                    label: l.is,
+                    min: l.min,
+                }))
+            }
             RawExpr::Language(codes) => {
                 let path = format!("{path}.language");
                 if codes.is_empty() {
@@ -200,7 +245,7 @@ impl Validator {
                         ok = false;
                     }
                 }
-                ok.then(|| Expr::Pred(Predicate::Language(codes)))
+                ok.then_some(Expr::Pred(Predicate::Language(codes)))
             }
             RawExpr::Tokens(t) => {
                 let (min, max) = (t.min.unwrap_or(0), t.max.unwrap_or(u32::MAX));

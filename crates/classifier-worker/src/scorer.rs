@@ -1,0 +1,184 @@
+//! Classifiers that run after the encoder in the same batch: trained heads
+//! on the pooled embedding, and full HF models on the text. The encoder runs
+//! once per prompt whatever the number of scorers.
+
+pub use routemesh_common::signals::{Output, Span};
+
+/// A classifier the batcher runs on the texts and embeddings of a batch.
+pub trait Scorer: Send + 'static {
+    /// The name requests use to ask for it.
+    fn name(&self) -> &str;
+    /// One output per text; `embeddings[i]` is the pooled embedding of `texts[i]`.
+    fn score(&self, texts: &[&str], embeddings: &[&[f32]]) -> Result<Vec<Output>, String>;
+}
+
+/// A scorer over the embedding only: a function from vector to
+/// probabilities (what a trained head is).
+pub struct EmbeddingScorer<F> {
+    name: String,
+    f: F,
+}
+
+impl<F> std::fmt::Debug for EmbeddingScorer<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddingScorer")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Fn(&[f32]) -> Vec<f32> + Send + 'static> EmbeddingScorer<F> {
+    pub fn new(name: impl Into<String>, f: F) -> Self {
+        Self {
+            name: name.into(),
+            f,
+        }
+    }
+}
+
+impl<F: Fn(&[f32]) -> Vec<f32> + Send + 'static> Scorer for EmbeddingScorer<F> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn score(&self, _texts: &[&str], embeddings: &[&[f32]]) -> Result<Vec<Output>, String> {
+        Ok(embeddings
+            .iter()
+            .map(|e| Output::Scores { probs: (self.f)(e) })
+            .collect())
+    }
+}
+
+/// Loads the scorer for a classifier folder: a trained head (`head.json`)
+/// runs on the embedding; a full HF model (`config.json`) on the text.
+pub fn load_scorer(name: &str, dir: &std::path::Path) -> Result<Box<dyn Scorer>, String> {
+    if dir.join("head.json").is_file() {
+        let head = crate::heads::Head::load(dir).map_err(|e| e.to_string())?;
+        let head = std::sync::Arc::new(head);
+        return Ok(Box::new(EmbeddingScorer::new(name, move |e: &[f32]| {
+            head.predict(e)
+        })));
+    }
+    if dir.join("config.json").is_file() {
+        let model = crate::hf::HfClassifier::load(dir, HF_MAX_TOKENS).map_err(|e| e.to_string())?;
+        return Ok(Box::new(HfScorer {
+            name: name.to_owned(),
+            model,
+        }));
+    }
+    Err(format!(
+        "{}: neither head.json (a trained head) nor config.json (an HF classifier) found",
+        dir.display()
+    ))
+}
+
+/// The label names of a classifier folder, without loading its weights:
+/// `labels` of `head.json`, or `id2label` of an HF `config.json`.
+pub fn read_labels(dir: &std::path::Path) -> Result<Vec<String>, String> {
+    let read = |file: &str| -> Result<serde_json::Value, String> {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    if dir.join("head.json").is_file() {
+        let v = read("head.json")?;
+        let labels = v["labels"]
+            .as_array()
+            .ok_or_else(|| format!("{}: no `labels` list", dir.join("head.json").display()))?;
+        return labels
+            .iter()
+            .map(|l| {
+                l.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| "a label is not a string".to_owned())
+            })
+            .collect();
+    }
+    if dir.join("config.json").is_file() {
+        let v = read("config.json")?;
+        let map = v["id2label"]
+            .as_object()
+            .ok_or_else(|| format!("{}: no `id2label` map", dir.join("config.json").display()))?;
+        let mut pairs: Vec<(usize, String)> = map
+            .iter()
+            .map(|(k, l)| {
+                Ok((
+                    k.parse::<usize>()
+                        .map_err(|_| format!("id2label key `{k}` is not a number"))?,
+                    l.as_str().unwrap_or_default().to_owned(),
+                ))
+            })
+            .collect::<Result<_, String>>()?;
+        pairs.sort();
+        let labels = pairs.into_iter().map(|(_, l)| l);
+        let token = v["architectures"][0]
+            .as_str()
+            .is_some_and(|a| a.ends_with("ForTokenClassification"));
+        if !token {
+            return Ok(labels.collect());
+        }
+        // Spans carry entity names: `B-PER`/`I-PER` → `PER`; `O` is no entity.
+        let mut entities: Vec<String> = Vec::new();
+        for l in labels {
+            let e = l
+                .strip_prefix("B-")
+                .or_else(|| l.strip_prefix("I-"))
+                .unwrap_or(&l)
+                .to_owned();
+            if e != "O" && !entities.contains(&e) {
+                entities.push(e);
+            }
+        }
+        return Ok(entities);
+    }
+    Err(format!(
+        "{}: neither head.json (a trained head) nor config.json (an HF classifier) found",
+        dir.display()
+    ))
+}
+
+/// Tokens an HF classifier sees per text (BERT-family models take 512).
+const HF_MAX_TOKENS: usize = 512;
+
+/// A full HF classifier: sequence models give label probabilities, token
+/// models labelled spans.
+struct HfScorer {
+    name: String,
+    model: crate::hf::HfClassifier,
+}
+
+impl Scorer for HfScorer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn score(&self, texts: &[&str], _embeddings: &[&[f32]]) -> Result<Vec<Output>, String> {
+        match self.model.kind() {
+            crate::hf::HfKind::Sequence => {
+                let probs = self.model.classify(texts).map_err(|e| e.to_string())?;
+                Ok(probs
+                    .into_iter()
+                    .map(|probs| Output::Scores { probs })
+                    .collect())
+            }
+            crate::hf::HfKind::Token => {
+                let tagged = self.model.tag(texts).map_err(|e| e.to_string())?;
+                Ok(tagged
+                    .into_iter()
+                    .map(|spans| Output::Spans {
+                        spans: spans
+                            .into_iter()
+                            .map(|s| Span {
+                                label: s.label,
+                                start: s.start,
+                                end: s.end,
+                                score: s.score,
+                            })
+                            .collect(),
+                    })
+                    .collect())
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# train-heads.sh — retrain the committed heads (heads/domain, heads/injection,
+# heads/difficulty) from the shared data sets and print their metrics.
+#
+# Usage:   scripts/train-heads.sh [DATA_DIR] [HEAD...]     (works from any directory)
+#          DATA_DIR  the shared data folder (default: ../shared/data next to the repo)
+#          HEAD      domain | injection | difficulty (default: all three)
+# Env:     HEADS_OUT  where to write the head folders (default: <repo>/heads).
+#                     Anything else is a dry run: the new metrics are compared
+#                     with the committed heads' and the script says whether
+#                     they are reproduced exactly.
+#          ROUTEMESH_EMBED_CACHE  embedding cache (default: <repo>/.cache/embeddings)
+#
+# The texts are embedded once with all-MiniLM-L6-v2 (scripts/fetch-model.sh) and
+# cached; a retrain with the same data skips encoding (a cold run embeds ~29k
+# texts: about 15 minutes on 2 cores). Training is seeded (--seed 42) and
+# deterministic, so the same data gives the same weights and metrics.
+
+set -euo pipefail
+
+SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+REPO_ROOT="$(cd -- "${SCRIPT_DIR}/.." && pwd -P)"
+
+log() { printf 'train-heads: %s\n' "$*" >&2; }
+die() { printf 'train-heads: ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Paths are recorded in head.json as given, so pass them relative to the repo
+# root (../shared/data/...), not as this machine's absolute paths.
+if [[ $# -ge 1 && "$1" != domain && "$1" != injection && "$1" != difficulty ]]; then
+    [[ -d "$1" ]] || die "data folder $1 not found"
+    DATA="$(realpath --relative-to="$REPO_ROOT" -- "$1")"
+    shift
+else
+    DATA="../shared/data"
+fi
+HEADS=("$@")
+[[ ${#HEADS[@]} -gt 0 ]] || HEADS=(domain injection difficulty)
+for h in "${HEADS[@]}"; do
+    case "$h" in domain|injection|difficulty) ;; *) die "unknown head '$h' (domain, injection, difficulty)" ;; esac
+done
+
+cd -- "$REPO_ROOT"
+OUT="${HEADS_OUT:-heads}"
+CACHE="${ROUTEMESH_EMBED_CACHE:-.cache/embeddings}"
+MODEL="models/all-MiniLM-L6-v2"
+BIN="target/release/classifier-worker"
+
+for f in routing/mmlu_pro_train.jsonl safety/injection_train.jsonl safety/injection_validation.jsonl; do
+    [[ -f "$DATA/$f" ]] || die "$DATA/$f not found (pass the shared data folder as the first argument)"
+done
+
+log "building the release binary"
+cargo build --release -p routemesh-classifier-worker
+log "checking the model"
+scripts/fetch-model.sh
+
+common=(--model-dir "$MODEL" --cache "$CACHE" --max-tokens 256 --seed 42
+        --epochs 200 --lr 1e-2 --weight-decay 1e-4 --batch-size 256 --patience 10
+        --val-fraction 0.1 --class-weights balanced)
+
+started=$SECONDS
+summaries=()
+for h in "${HEADS[@]}"; do
+    log "training ${h} -> ${OUT}/${h}"
+    case "$h" in
+    domain)
+        # Logistic regression vs a one-hidden-layer MLP; the better macro-F1 on
+        # the validation split is kept, both are recorded in the README.
+        args=(--data "$DATA/routing/mmlu_pro_train.jsonl" --text-field question --label-field category
+              --hidden 0,256
+              --description "MMLU-Pro subject of a prompt (14 categories)")
+        ;;
+    injection)
+        # Measured, and its threshold chosen, on the separate validation file.
+        args=(--data "$DATA/safety/injection_train.jsonl" --data-eval "$DATA/safety/injection_validation.jsonl"
+              --text-field text --label-field label --hidden 0,256
+              --positive-label injection --choose-threshold f1
+              --description "Prompt injection / jailbreak / harmful request (injection) or benign")
+        ;;
+    difficulty)
+        # Labels from the per-model correctness: hard = at most 1 of the 4 cheap
+        # models (< \$0.1 per 1k queries) answered correctly. See heads/README.md.
+        mkdir -p .cache/heads
+        "$BIN" make-difficulty-data "$DATA/routing/mmlu_pro_train.jsonl" .cache/heads/difficulty_train.jsonl >&2
+        args=(--data .cache/heads/difficulty_train.jsonl --text-field question --label-field label
+              --hidden 0,256
+              --positive-label hard --choose-threshold accuracy
+              --description "Does this prompt need a strong model? hard = at most 1 of 4 cheap models answered the MMLU-Pro question correctly")
+        ;;
+    esac
+    line="$("$BIN" train-head --name "$h" --out "$OUT/$h" "${common[@]}" "${args[@]}")"
+    printf '%s\n' "$line"
+    summaries+=("$line")
+done
+
+echo
+echo "== heads trained in $((SECONDS - started)) s =="
+printf '%s\n' "${summaries[@]}" | grep -v '^wrote ' || true
+
+# A dry run compares the new metrics with the committed ones.
+if [[ "$OUT" != heads ]]; then
+    status=0
+    for h in "${HEADS[@]}"; do
+        python3 - "heads/$h/head.json" "$OUT/$h/head.json" <<'PY' || status=1
+import json, sys
+old, new = (json.load(open(p)) for p in sys.argv[1:3])
+keys = ("metrics", "threshold", "architecture", "labels")
+same = all(old.get(k) == new.get(k) for k in keys)
+print(f"{new['name']}: {'reproduced exactly' if same else 'DIFFERS from the committed head'}"
+      f" (accuracy {new['metrics']['accuracy']:.4f}, committed {old['metrics']['accuracy']:.4f})")
+sys.exit(0 if same else 1)
+PY
+    done
+    exit "$status"
+fi
