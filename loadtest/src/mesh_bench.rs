@@ -55,6 +55,9 @@ pub struct ReportHeader {
     pub command: String,
     /// First line of `nats-server --version`, or `unknown`.
     pub nats_server: String,
+    /// 1, 5 and 15-minute load averages when the run started (`/proc/loadavg`): other work on
+    /// the machine moves the numbers.
+    pub load_average: String,
 }
 
 impl ReportHeader {
@@ -64,6 +67,7 @@ impl ReportHeader {
             host: HostInfo::detect(),
             command,
             nats_server: nats_server_version(),
+            load_average: load_average(),
         }
     }
 
@@ -72,6 +76,7 @@ impl ReportHeader {
         writeln!(out, "# {title}\n")?;
         writeln!(out, "- date: {}", self.host.date)?;
         writeln!(out, "- CPU: {} ({} cores)", self.host.cpu, self.host.cores)?;
+        writeln!(out, "- load average at start: {}", self.load_average)?;
         writeln!(out, "- nats-server: {}", self.nats_server)?;
         writeln!(out, "- command: `{}`", self.command)
     }
@@ -92,6 +97,15 @@ pub fn nats_server_version() -> String {
         (!line.is_empty()).then_some(line)
     })
     .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The first three fields of `/proc/loadavg` (1, 5, 15 minutes), or `unknown`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Parses a comma-separated list of positive counts, e.g. `1,2,4,8` (spaces allowed).

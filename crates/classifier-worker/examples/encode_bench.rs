@@ -215,6 +215,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cpu_model(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into());
+    println!("- load average at start: {load} (other work on the machine moves the numbers)");
     println!("- model: {}, fp32, CPU", args.model_dir.display());
     println!("- command: `{}`", command.join(" "));
     println!(

@@ -28,7 +28,7 @@ const MAX_ENCODER_TOKENS: u32 = 512;
 const DEFAULT_MAX_BATCH: u32 = 32;
 const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_ROUTE_THRESHOLD: f32 = 0.5;
-const DEFAULT_DEADLINE: Duration = Duration::from_millis(500);
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
 const SECTIONS: &[&str] = &[
     "server",
     "classifier",

@@ -61,8 +61,10 @@ fn missing_config_file_exits_64_and_missing_model_exits_66_with_a_hint() -> Resu
 
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("c.yaml");
-    let text = std::fs::read_to_string(workspace().join("config/example.yaml"))?
-        .replace("../models/all-MiniLM-L6-v2", "no-such-model-dir");
+    let text = crate::harness::example_config_text()?.replace(
+        &crate::harness::model_dir().display().to_string(),
+        "no-such-model-dir",
+    );
     std::fs::write(&path, text)?;
     let (code, out, err) = routemesh(&[
         "serve",

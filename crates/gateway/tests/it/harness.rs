@@ -70,6 +70,23 @@ impl Fake {
     }
 }
 
+/// config/example.yaml with its relative paths (model, heads) made absolute,
+/// so it can be written anywhere.
+pub fn example_config_text() -> Result<String> {
+    let text = std::fs::read_to_string(workspace().join("config/example.yaml"))?;
+    let heads = format!("{}/", workspace().join("heads").display());
+    let text = text
+        .replace(
+            "../models/all-MiniLM-L6-v2",
+            &model_dir().display().to_string(),
+        )
+        .replace("../heads/", &heads);
+    if text.contains("../") {
+        bail!("config/example.yaml has a relative path the harness does not rewrite");
+    }
+    Ok(text)
+}
+
 /// Three fakes standing in for the example config's math, code and chat models.
 pub struct Fakes {
     pub math: Fake,
@@ -88,16 +105,11 @@ impl Fakes {
 
     /// The shipped example config, pointed at these fakes and the real model.
     pub fn example_config(&self) -> Result<String> {
-        let text = std::fs::read_to_string(workspace().join("config/example.yaml"))?;
-        let text = text
+        let text = example_config_text()?
             .replace("http://127.0.0.1:9101", &self.math.base)
             .replace("http://127.0.0.1:9102", &self.code.base)
-            .replace("http://127.0.0.1:9103", &self.chat.base)
-            .replace(
-                "../models/all-MiniLM-L6-v2",
-                &model_dir().display().to_string(),
-            );
-        if text.contains("http://127.0.0.1:910") || text.contains("../models") {
+            .replace("http://127.0.0.1:9103", &self.chat.base);
+        if text.contains("http://127.0.0.1:910") {
             bail!("config/example.yaml changed shape; update the harness");
         }
         Ok(text)
@@ -142,6 +154,9 @@ impl Worker {
                 binary.display()
             );
         }
+        let heads = workspace().join("heads");
+        let classifiers = ["domain", "injection", "difficulty"]
+            .map(|h| format!("--classifier={h}={}", heads.join(h).display()));
         let mut child = Command::new(binary)
             .args([
                 "serve",
@@ -154,6 +169,7 @@ impl Worker {
                 "--model-dir",
             ])
             .arg(model_dir())
+            .args(classifiers)
             .env("ROUTEMESH_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -8,6 +8,7 @@ mod harness;
 mod api;
 mod config_cli;
 mod errors;
+mod heads;
 mod mesh;
 mod openai_client;
 mod pii;
