@@ -3,6 +3,7 @@
 //! [`Embeddings`]; a failure is a [`ClassifyFailure`] the pipeline can route
 //! around (degrade) or refuse on, as the config says.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,8 +23,11 @@ pub enum Classifier {
 #[derive(Debug, Clone)]
 pub struct NatsPool {
     pub client: async_nats::Client,
+    /// The pool that embeds prompts (and runs classifiers not placed elsewhere).
     pub pool: String,
     subject: String,
+    /// Classifiers that other pools run: output name → pool.
+    elsewhere: BTreeMap<String, String>,
 }
 
 impl NatsPool {
@@ -32,7 +36,18 @@ impl NatsPool {
             client,
             pool: pool.to_owned(),
             subject: wire::classify_subject(pool),
+            elsewhere: BTreeMap::new(),
         }
+    }
+
+    /// Sends these outputs to other pools (output name → pool); the prompt
+    /// goes to all the pools involved in parallel, under one deadline.
+    pub fn with_placement(mut self, elsewhere: BTreeMap<String, String>) -> Self {
+        self.elsewhere = elsewhere
+            .into_iter()
+            .filter(|(_, p)| *p != self.pool)
+            .collect();
+        self
     }
 }
 
@@ -45,6 +60,8 @@ pub struct Embeddings {
     pub batch_size: usize,
     /// The worker that answered (NATS only).
     pub worker: Option<String>,
+    /// Other pools that did not answer: their classifiers' outputs are missing.
+    pub partial: Vec<(String, ClassifyFailure)>,
 }
 
 /// Why no embedding came back.
@@ -88,7 +105,7 @@ impl Classifier {
     ) -> Result<Embeddings, ClassifyFailure> {
         match self {
             Self::Embedded(batcher) => embed_local(batcher, texts, outputs, deadline).await,
-            Self::Nats(pool) => embed_remote(pool, request_id, texts, outputs, deadline).await,
+            Self::Nats(pool) => embed_fanout(pool, request_id, texts, outputs, deadline).await,
         }
     }
 
@@ -122,12 +139,68 @@ async fn embed_local(
             timings: e.timings,
             batch_size: e.batch_size,
             worker: None,
+            partial: Vec::new(),
         }),
     }
 }
 
+/// Asks the embedding pool and every other pool that runs a wanted output,
+/// in parallel; the other pools' outputs are merged into the items. A
+/// secondary pool that fails leaves its outputs missing and is reported in
+/// [`Embeddings::partial`].
+async fn embed_fanout(
+    pool: &NatsPool,
+    request_id: &str,
+    texts: Vec<String>,
+    outputs: &[String],
+    deadline: Duration,
+) -> Result<Embeddings, ClassifyFailure> {
+    let mut by_pool: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut primary = Vec::new();
+    for o in outputs {
+        match pool.elsewhere.get(o) {
+            Some(p) => by_pool.entry(p.as_str()).or_default().push(o.clone()),
+            None => primary.push(o.clone()),
+        }
+    }
+    let main = embed_remote(
+        pool,
+        &pool.subject,
+        &pool.pool,
+        request_id,
+        texts.clone(),
+        &primary,
+        deadline,
+    );
+    let others = futures_util::future::join_all(by_pool.iter().map(|(p, outs)| {
+        let subject = wire::classify_subject(p);
+        let texts = texts.clone();
+        async move {
+            (
+                *p,
+                embed_remote(pool, &subject, p, request_id, texts, outs, deadline).await,
+            )
+        }
+    }));
+    let (main, others) = tokio::join!(main, others);
+    let mut embeddings = main?;
+    for (p, result) in others {
+        match result {
+            Ok(e) => {
+                for (item, other) in embeddings.items.iter_mut().zip(e.items) {
+                    item.outputs.extend(other.outputs);
+                }
+            }
+            Err(failure) => embeddings.partial.push((p.to_owned(), failure)),
+        }
+    }
+    Ok(embeddings)
+}
+
 async fn embed_remote(
     pool: &NatsPool,
+    subject: &str,
+    pool_name: &str,
     request_id: &str,
     texts: Vec<String>,
     outputs: &[String],
@@ -144,13 +217,13 @@ async fn embed_remote(
         .timeout(Some(deadline));
     let msg = pool
         .client
-        .send_request(pool.subject.clone(), request)
+        .send_request(subject.to_owned(), request)
         .await
         .map_err(|e| {
             use async_nats::client::RequestErrorKind as K;
             match e.kind() {
                 K::TimedOut => ClassifyFailure::Timeout(deadline),
-                K::NoResponders => ClassifyFailure::NoResponders(pool.pool.clone()),
+                K::NoResponders => ClassifyFailure::NoResponders(pool_name.to_owned()),
                 _ => ClassifyFailure::Transport(e.to_string()),
             }
         })?;
@@ -200,5 +273,6 @@ async fn embed_remote(
         },
         batch_size: reply.batch_size,
         worker: Some(reply.worker),
+        partial: Vec::new(),
     })
 }

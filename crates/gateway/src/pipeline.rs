@@ -125,12 +125,20 @@ pub async fn plan(
                     outputs: &item.outputs,
                 };
                 let signals = ready.signals.compute(&prompt, Some(prompt_embedding));
+                // A secondary pool that failed leaves only its classifiers
+                // missing: the request is routed, reported as degraded.
+                for (pool, failure) in &e.partial {
+                    metrics::counter!("routemesh_degradations_total", "stage" => "classify", "reason" => failure.reason())
+                        .increment(1);
+                    tracing::warn!(%pool, reason = failure.reason(), "a classifier pool did not answer");
+                }
+                let partial = e.partial.into_iter().next().map(|(_, f)| f);
                 let info = EmbeddingInfo {
                     timings: e.timings,
                     batch_size: e.batch_size,
                     worker: e.worker,
                 };
-                (signals, Some(info), None)
+                (signals, Some(info), partial)
             }
             None => degrade(
                 state,

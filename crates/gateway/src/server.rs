@@ -129,7 +129,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         Transport::Embedded => None,
         Transport::Nats { pool, nats } => {
             let client = nats::connect(nats, "routemesh-gateway").await?;
-            Some(NatsPool::new(client, pool))
+            let elsewhere = config
+                .signals
+                .classifiers
+                .iter()
+                .filter_map(|d| d.pool.clone().map(|p| (d.name.clone(), p)))
+                .collect();
+            Some(NatsPool::new(client, pool).with_placement(elsewhere))
         }
     };
     let addr = config.server.listen;

@@ -468,6 +468,24 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_heads_load_and_predict() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../heads");
+        for name in ["domain", "injection", "difficulty"] {
+            let head = Head::load(&root.join(name)).unwrap();
+            assert_eq!(head.name(), name);
+            assert_eq!(head.dim(), 384, "{name}: MiniLM width");
+            assert_eq!(head.info().encoder.dim, 384);
+            let x = vec![1.0 / (384f32).sqrt(); 384];
+            let p = head.predict(&x);
+            assert_eq!(p.len(), head.labels().len());
+            check_probs(&p, argmax(&p));
+            let binary = head.info().positive_label.is_some();
+            assert_eq!(binary, head.info().threshold.is_some(), "{name}");
+            assert!(head.decide(&p).is_some());
+        }
+    }
+
+    #[test]
     fn a_missing_folder_names_the_file() {
         let err = Head::load(Path::new("/nonexistent/head")).unwrap_err();
         assert!(

@@ -193,6 +193,9 @@ pub struct ClassifierDef {
     /// A head folder (`head.json`, `head.safetensors`) or an HF folder
     /// (`config.json`, `model.safetensors`, `tokenizer.json`).
     pub path: PathBuf,
+    /// With `transport: nats`, the pool that runs it when not the
+    /// classifier's own pool (e.g. a GPU pool for a large model).
+    pub pool: Option<String>,
 }
 
 /// A label a rule names, and where.

@@ -102,6 +102,7 @@ pub(crate) struct RawSignals {
 pub(crate) struct RawClassifierDef {
     pub(crate) name: String,
     pub(crate) path: String,
+    pub(crate) pool: Option<String>,
 }
 
 /// `label: { classifier: domain, is: math, min: 0.5 }`

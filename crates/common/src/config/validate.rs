@@ -113,6 +113,16 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let router = v.router(router, &model_index);
     let mut signals = v.signals(routes, keywords);
     signals.classifiers = v.classifier_defs(classifier_defs, base_dir);
+    if let Some(Transport::Embedded) = classifier.as_ref().map(|c| &c.transport) {
+        for (i, d) in signals.classifiers.iter().enumerate() {
+            if d.pool.is_some() {
+                v.error(
+                    &format!("signals.classifiers[{i}].pool"),
+                    "only with `classifier.transport: nats` (embedded runs every classifier in-process)".into(),
+                );
+            }
+        }
+    }
     let scope = Scope {
         models: &model_index,
         signals: &signals,
@@ -571,9 +581,18 @@ impl Validator {
                     "the classifier's folder is required".into(),
                 );
             }
+            if let Some(pool) = &c.pool {
+                if !crate::wire::valid_pool_name(pool) {
+                    self.error(
+                        &format!("{path}.pool"),
+                        format!("`{pool}`: use letters, digits, `-` and `_`"),
+                    );
+                }
+            }
             out.push(ClassifierDef {
                 name: c.name,
                 path: base_dir.join(c.path),
+                pool: c.pool,
             });
         }
         out

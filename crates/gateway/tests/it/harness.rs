@@ -143,8 +143,14 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts a worker for `pool` and waits until it serves.
+    /// Starts a worker for `pool` running the three shipped heads, and
+    /// waits until it serves.
     pub async fn start(nats_url: &str, pool: &str) -> Result<Self> {
+        Self::start_with(nats_url, pool, &["domain", "injection", "difficulty"]).await
+    }
+
+    /// Starts a worker for `pool` running these shipped heads.
+    pub async fn start_with(nats_url: &str, pool: &str, heads_run: &[&str]) -> Result<Self> {
         let gateway = PathBuf::from(env!("CARGO_BIN_EXE_routemesh"));
         let binary = gateway.with_file_name("classifier-worker");
         if !binary.is_file() {
@@ -155,8 +161,10 @@ impl Worker {
             );
         }
         let heads = workspace().join("heads");
-        let classifiers = ["domain", "injection", "difficulty"]
-            .map(|h| format!("--classifier={h}={}", heads.join(h).display()));
+        let classifiers: Vec<String> = heads_run
+            .iter()
+            .map(|h| format!("--classifier={h}={}", heads.join(h).display()))
+            .collect();
         let mut child = Command::new(binary)
             .args([
                 "serve",

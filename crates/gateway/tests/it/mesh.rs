@@ -237,3 +237,46 @@ async fn a_worker_answers_an_unknown_wire_version_with_a_clear_error() -> Result
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_classifier_placed_on_another_pool_is_asked_in_parallel() -> Result<()> {
+    let nats = NatsServer::start()?;
+    let _embedder = Worker::start_with(&nats.url(), "embed", &["domain", "difficulty"]).await?;
+    let mut guard = Worker::start_with(&nats.url(), "guard", &["injection"]).await?;
+    let fakes = Fakes::start().await?;
+    let embedded = Gateway::start(&fakes.example_config()?).await?;
+    let placed = fakes.nats_config(&nats.url(), "embed", "degrade")?;
+    let needle = "{ name: injection, path: ";
+    anyhow::ensure!(
+        placed.contains(needle),
+        "config/example.yaml's classifiers changed shape"
+    );
+    let placed = placed.replacen(needle, "{ name: injection, pool: guard, path: ", 1);
+    let meshed = Gateway::start(&placed).await?;
+
+    let prompt = PROMPTS[3];
+    let (a, b) = (
+        route(&embedded, prompt).await?,
+        route(&meshed, prompt).await?,
+    );
+    assert_eq!(
+        a["signals"], b["signals"],
+        "every head answered, from two pools"
+    );
+    assert!(
+        b["signals"]["classifiers"]["injection"]["probs"].is_object(),
+        "{b}"
+    );
+    assert!(b["classifier"].get("degraded").is_none(), "{b}");
+
+    // Without the guard pool, only its classifier goes missing.
+    guard.terminate().await?;
+    let c = route(&meshed, prompt).await?;
+    assert!(c["signals"]["classifiers"]["injection"].is_null(), "{c}");
+    assert_eq!(
+        c["signals"]["classifiers"]["domain"],
+        a["signals"]["classifiers"]["domain"]
+    );
+    assert_eq!(c["classifier"]["degraded"], "no_responders", "{c}");
+    Ok(())
+}

@@ -396,3 +396,24 @@ fn language_conditions_take_iso_639_3_codes() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn a_classifier_pool_needs_the_nats_transport() {
+    let with = |extra: &str| {
+        BASE.replace(
+            "  keywords:\n",
+            &format!(
+                "  classifiers:\n    - {{ name: guard, path: g, pool: gpu }}\n  keywords:\n{extra}"
+            ),
+        )
+    };
+    let errs = errors(&with(""));
+    assert!(has(&errs, "signals.classifiers[0].pool"), "{errs:?}");
+    let nats = with("").replace(
+        "encoder: { model_dir: models/m }",
+        "classifier: { transport: nats }",
+    );
+    let c = ok(&nats);
+    assert_eq!(c.signals.classifiers[0].pool.as_deref(), Some("gpu"));
+    assert_eq!(c.signals.classifiers[0].path, Path::new("/etc/rm/g"));
+}
