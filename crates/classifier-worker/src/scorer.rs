@@ -12,52 +12,15 @@ pub trait Scorer: Send + 'static {
     fn score(&self, texts: &[&str], embeddings: &[&[f32]]) -> Result<Vec<Output>, String>;
 }
 
-/// A scorer over the embedding only: a function from vector to
-/// probabilities (what a trained head is).
-pub struct EmbeddingScorer<F> {
-    name: String,
-    f: F,
-}
-
-impl<F> std::fmt::Debug for EmbeddingScorer<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddingScorer")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F: Fn(&[f32]) -> Vec<f32> + Send + 'static> EmbeddingScorer<F> {
-    pub fn new(name: impl Into<String>, f: F) -> Self {
-        Self {
-            name: name.into(),
-            f,
-        }
-    }
-}
-
-impl<F: Fn(&[f32]) -> Vec<f32> + Send + 'static> Scorer for EmbeddingScorer<F> {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn score(&self, _texts: &[&str], embeddings: &[&[f32]]) -> Result<Vec<Output>, String> {
-        Ok(embeddings
-            .iter()
-            .map(|e| Output::Scores { probs: (self.f)(e) })
-            .collect())
-    }
-}
-
 /// Loads the scorer for a classifier folder: a trained head (`head.json`)
 /// runs on the embedding; a full HF model (`config.json`) on the text.
 pub fn load_scorer(name: &str, dir: &std::path::Path) -> Result<Box<dyn Scorer>, String> {
     if dir.join("head.json").is_file() {
         let head = crate::heads::Head::load(dir).map_err(|e| e.to_string())?;
-        let head = std::sync::Arc::new(head);
-        return Ok(Box::new(EmbeddingScorer::new(name, move |e: &[f32]| {
-            head.predict(e)
-        })));
+        return Ok(Box::new(HeadScorer {
+            name: name.to_owned(),
+            head,
+        }));
     }
     if dir.join("config.json").is_file() {
         let model = crate::hf::HfClassifier::load(dir, HF_MAX_TOKENS).map_err(|e| e.to_string())?;
@@ -180,5 +143,33 @@ impl Scorer for HfScorer {
                     .collect())
             }
         }
+    }
+}
+
+/// A trained head on the pooled embedding.
+struct HeadScorer {
+    name: String,
+    head: crate::heads::Head,
+}
+
+impl Scorer for HeadScorer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn score(&self, _texts: &[&str], embeddings: &[&[f32]]) -> Result<Vec<Output>, String> {
+        embeddings
+            .iter()
+            .map(|e| {
+                if e.len() != self.head.dim() {
+                    return Err(format!(
+                        "the head takes {}-dim embeddings but the encoder gives {} (trained for another encoder?)",
+                        self.head.dim(),
+                        e.len()
+                    ));
+                }
+                Ok(Output::Scores { probs: self.head.predict(e) })
+            })
+            .collect()
     }
 }
