@@ -312,7 +312,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         pool: args.pool.clone(),
         model,
     };
-    match service::run(client, batcher, opts, shutdown_signal()).await {
+    match service::run(client, batcher, opts, service::shutdown_signal()).await {
         Ok(report) => {
             tracing::info!(requests = report.requests, "drained; exiting");
             ExitCode::SUCCESS
@@ -321,25 +321,5 @@ async fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("classifier-worker: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use axum::serve::ListenerExt as _;
 use routemesh_classifier_worker::nats::{self, ConnectError};
-use routemesh_classifier_worker::scorer;
 use routemesh_classifier_worker::{
     BatchOptions, Batcher, Encoder, EncoderError, Replica, SignalComputer,
 };
+use routemesh_classifier_worker::{scorer, service};
 use routemesh_common::Config;
 use routemesh_common::config::{ConfigError, ConfigErrors, Transport};
 use tokio::net::TcpListener;
@@ -170,7 +170,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = oneshot::channel::<ServeError>();
     let shutdown = async move {
         tokio::select! {
-            () = shutdown_signal() => tracing::info!("shutting down: finishing requests in flight"),
+            () = service::shutdown_signal() => tracing::info!("shutting down: finishing requests in flight"),
             Ok(err) = failed_rx => { let _ = stop_tx.send(err); }
         }
     };
@@ -273,27 +273,4 @@ fn announce(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }
