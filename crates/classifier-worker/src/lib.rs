@@ -28,5 +28,5 @@ pub use batcher::{
 pub use encoder::{Encoded, Encoder};
 pub use error::{ClassifyError, EncoderError};
 pub use heads::{Head, HeadError, HeadInfo};
-pub use signals::{PromptEmbedding, SignalComputer};
+pub use signals::{ClassifierMeta, PromptEmbedding, SignalComputer};
 pub use simulated::SimulatedModel;

@@ -173,3 +173,17 @@ impl Scorer for HeadScorer {
             .collect()
     }
 }
+
+/// A binary head's recorded threshold (`positive_label` and `threshold` in
+/// `head.json`) as an index into its labels; `None` for other folders.
+pub fn read_threshold(dir: &std::path::Path) -> Option<routemesh_common::signals::Threshold> {
+    let text = std::fs::read_to_string(dir.join("head.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let positive = v["positive_label"].as_str()?;
+    let min = v["threshold"].as_f64()? as f32;
+    let index = v["labels"]
+        .as_array()?
+        .iter()
+        .position(|l| l.as_str() == Some(positive))?;
+    Some(routemesh_common::signals::Threshold { index, min })
+}

@@ -7,7 +7,7 @@
 use regex::Regex;
 use routemesh_common::Signals;
 use routemesh_common::config::SignalsConfig;
-use routemesh_common::signals::{ClassifierResult, Language, Output};
+use routemesh_common::signals::{ClassifierResult, Language, Output, Threshold};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -20,8 +20,9 @@ pub struct SignalComputer {
     routes: Vec<Vec<Vec<f32>>>,
     keywords: Vec<Regex>,
     pii: PiiDetector,
-    /// Name and labels of each configured classifier, in configuration order.
-    classifiers: Vec<(String, Arc<[String]>)>,
+    /// Name, labels and threshold of each configured classifier, in
+    /// configuration order.
+    classifiers: Vec<ClassifierMeta>,
 }
 
 impl SignalComputer {
@@ -58,9 +59,9 @@ impl SignalComputer {
         })
     }
 
-    /// Adds the configured classifiers (name and labels, in configuration
-    /// order) whose outputs become [`Signals::classifiers`].
-    pub fn with_classifiers(mut self, classifiers: Vec<(String, Arc<[String]>)>) -> Self {
+    /// Adds the configured classifiers (in configuration order) whose
+    /// outputs become [`Signals::classifiers`].
+    pub fn with_classifiers(mut self, classifiers: Vec<ClassifierMeta>) -> Self {
         self.classifiers = classifiers;
         self
     }
@@ -68,7 +69,7 @@ impl SignalComputer {
     /// The classifiers' names, in configuration order: what to ask the
     /// classifier to run.
     pub fn classifier_names(&self) -> Vec<String> {
-        self.classifiers.iter().map(|(n, _)| n.clone()).collect()
+        self.classifiers.iter().map(|c| c.name.clone()).collect()
     }
 
     /// Signals of one prompt. `embedding` must be unit length (as the encoder
@@ -114,15 +115,25 @@ impl SignalComputer {
             classifiers: self
                 .classifiers
                 .iter()
-                .map(|(name, labels)| {
-                    e.outputs.get(name).map(|output| ClassifierResult {
-                        labels: labels.clone(),
+                .map(|c| {
+                    e.outputs.get(&c.name).map(|output| ClassifierResult {
+                        labels: c.labels.clone(),
                         output: output.clone(),
+                        threshold: c.threshold,
                     })
                 })
                 .collect(),
         }
     }
+}
+
+/// What the gateway knows of a configured classifier from its folder.
+#[derive(Debug, Clone)]
+pub struct ClassifierMeta {
+    pub name: String,
+    pub labels: Arc<[String]>,
+    /// A binary head's recorded decision threshold.
+    pub threshold: Option<Threshold>,
 }
 
 /// A prompt's embedding as [`SignalComputer::compute`] needs it.

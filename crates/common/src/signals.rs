@@ -45,6 +45,18 @@ pub struct Signals {
 pub struct ClassifierResult {
     pub labels: Arc<[String]>,
     pub output: Output,
+    /// A binary head's recorded decision rule: its positive label is the
+    /// top label when its probability reaches `min` (else the other label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<Threshold>,
+}
+
+/// "Label `index` wins from probability `min`" (a binary head's threshold,
+/// chosen on validation data by the trainer).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Threshold {
+    pub index: usize,
+    pub min: f32,
 }
 
 impl ClassifierResult {
@@ -64,12 +76,24 @@ impl ClassifierResult {
         }
     }
 
-    /// The most probable label (scores); for spans, the label of the
-    /// best-scored span.
+    /// The top label: with a [`Threshold`], the positive label when it
+    /// reaches the threshold and the best other label when not; otherwise
+    /// the most probable label. For spans, the label of the best-scored span.
     pub fn top(&self) -> Option<&str> {
         match &self.output {
             Output::Scores { probs } => {
-                let (i, _) = probs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
+                let skip = match self.threshold {
+                    Some(t) if probs.get(t.index).is_some_and(|p| *p >= t.min) => {
+                        return self.labels.get(t.index).map(String::as_str);
+                    }
+                    Some(t) => Some(t.index),
+                    None => None,
+                };
+                let (i, _) = probs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| Some(*i) != skip)
+                    .max_by(|a, b| a.1.total_cmp(b.1))?;
                 self.labels.get(i).map(String::as_str)
             }
             Output::Spans { spans } => spans
@@ -180,4 +204,41 @@ pub struct Span {
     pub start: usize,
     pub end: usize,
     pub score: f32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binary(p_positive: f32, threshold: Option<Threshold>) -> ClassifierResult {
+        ClassifierResult {
+            labels: vec!["benign".to_owned(), "injection".to_owned()].into(),
+            output: Output::Scores {
+                probs: vec![1.0 - p_positive, p_positive],
+            },
+            threshold,
+        }
+    }
+
+    #[test]
+    fn a_binary_heads_threshold_decides_its_top_label() {
+        let t = Some(Threshold { index: 1, min: 0.4 });
+        assert_eq!(
+            binary(0.45, t).top(),
+            Some("injection"),
+            "above the threshold, below argmax"
+        );
+        assert_eq!(binary(0.35, t).top(), Some("benign"));
+        assert_eq!(
+            binary(0.45, None).top(),
+            Some("benign"),
+            "without a threshold: argmax"
+        );
+        let strict = Some(Threshold { index: 1, min: 0.9 });
+        assert_eq!(
+            binary(0.8, strict).top(),
+            Some("benign"),
+            "argmax says injection, the threshold does not"
+        );
+    }
 }

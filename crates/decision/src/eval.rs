@@ -231,6 +231,7 @@ default: { name: fallback, model: coder }
                     output: Output::Scores {
                         probs: vec![0.3, 0.7],
                     },
+                    threshold: None,
                 }),
             ],
             ..Signals::default()

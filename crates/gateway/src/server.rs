@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::serve::ListenerExt as _;
 use routemesh_classifier_worker::nats::{self, ConnectError};
 use routemesh_classifier_worker::{
-    BatchOptions, Batcher, Encoder, EncoderError, Replica, SignalComputer,
+    BatchOptions, Batcher, ClassifierMeta, Encoder, EncoderError, Replica, SignalComputer,
 };
 use routemesh_classifier_worker::{scorer, service};
 use routemesh_common::Config;
@@ -257,7 +257,13 @@ async fn prepare(config: &Config, pool: Option<NatsPool>) -> Result<Ready, Serve
         .signals
         .classifiers
         .iter()
-        .map(|d| scorer::read_labels(&d.path).map(|l| (d.name.clone(), Arc::<[String]>::from(l))))
+        .map(|d| {
+            scorer::read_labels(&d.path).map(|l| ClassifierMeta {
+                name: d.name.clone(),
+                labels: Arc::<[String]>::from(l),
+                threshold: scorer::read_threshold(&d.path),
+            })
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(ServeError::Classifiers)?;
     let signals = signals.with_classifiers(labels);

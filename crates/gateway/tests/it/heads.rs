@@ -46,6 +46,23 @@ async fn dry_run_shows_domain_injection_and_difficulty_scores_and_pii_spans() ->
         assert!(c[head]["top"].is_string(), "{head}: a top label");
     }
     assert_eq!(c["domain"]["top"], "law", "{v}");
+    // A binary head's top label follows its recorded threshold, not argmax.
+    let record: Value = serde_json::from_str(&std::fs::read_to_string(
+        crate::harness::workspace().join("heads/injection/head.json"),
+    )?)?;
+    let threshold = record["threshold"].as_f64().unwrap_or(f64::NAN);
+    let p = c["injection"]["probs"]["injection"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let expected = if p >= threshold {
+        "injection"
+    } else {
+        "benign"
+    };
+    assert_eq!(
+        c["injection"]["top"], expected,
+        "p {p} vs threshold {threshold}"
+    );
     assert_eq!(v["signals"]["pii"][0]["type"], "email");
     Ok(())
 }
