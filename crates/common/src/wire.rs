@@ -176,3 +176,51 @@ mod tests {
         assert_eq!(classify_subject("gpu"), "routemesh.classify.gpu");
     }
 }
+
+/// Prefix of the subject outcome events are published on
+/// (`routemesh.outcome.v1`); the stream captures `routemesh.outcome.>`.
+pub const OUTCOME_SUBJECT_PREFIX: &str = "routemesh.outcome";
+
+/// The subject of an outcome event.
+pub fn outcome_subject() -> String {
+    format!("{OUTCOME_SUBJECT_PREFIX}.v{WIRE_VERSION}")
+}
+
+/// Gateway → every gateway (through a JetStream stream): what a routed
+/// request taught. Applied once per gateway, by `id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeEvent {
+    /// Wire version ([`WIRE_VERSION`]).
+    pub v: u16,
+    /// Unique per event; the idempotency key (also the JetStream message id).
+    pub id: String,
+    pub decision: String,
+    pub model: String,
+    /// In [0, 1]; `None` when the event only reports usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<f64>,
+    /// Completion tokens of the answer, when known: teaches the expected cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u32>,
+    /// Where it came from: `feedback`, `upstream_error`, `slo`, `usage`.
+    pub source: String,
+}
+
+impl OutcomeEvent {
+    pub fn new(
+        decision: impl Into<String>,
+        model: impl Into<String>,
+        reward: Option<f64>,
+        source: impl Into<String>,
+    ) -> Self {
+        Self {
+            v: WIRE_VERSION,
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            decision: decision.into(),
+            model: model.into(),
+            reward,
+            completion_tokens: None,
+            source: source.into(),
+        }
+    }
+}

@@ -1,18 +1,34 @@
 //! Rule evaluation and decision selection.
 
 use routemesh_common::Signals;
-use routemesh_common::config::{Config, DecisionAction};
+use routemesh_common::config::{Config, DecisionAction, RouteAction};
 use routemesh_common::rules::{Expr, Predicate};
 
 /// The outcome of [`decide`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Decided<'c> {
     /// Name of the decision taken (the default's name when nothing matched).
     pub name: &'c str,
-    /// What to do: route to a model (maybe redacting) or block.
-    pub action: &'c DecisionAction,
+    /// What to do: route to one of the candidates, or block.
+    pub action: Action<'c>,
     /// Whether a rule matched (false: the default was taken).
     pub matched: bool,
+}
+
+/// What a decision does, borrowed from the config.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Action<'c> {
+    Route(&'c RouteAction),
+    Block { message: &'c str },
+}
+
+impl<'c> From<&'c DecisionAction> for Action<'c> {
+    fn from(a: &'c DecisionAction) -> Self {
+        match a {
+            DecisionAction::Route(r) => Action::Route(r),
+            DecisionAction::Block { message } => Action::Block { message },
+        }
+    }
 }
 
 /// Evaluates one rule against the signals.
@@ -58,12 +74,12 @@ pub fn decide<'c>(config: &'c Config, signals: &Signals) -> Decided<'c> {
         .find(|d| eval(&d.when, signals))
         .map(|d| Decided {
             name: &d.name,
-            action: &d.action,
+            action: Action::from(&d.action),
             matched: true,
         })
         .unwrap_or(Decided {
             name: &config.default.name,
-            action: &config.default.action,
+            action: Action::Route(&config.default.action),
             matched: false,
         })
 }
@@ -129,8 +145,8 @@ default: { name: fallback, model: coder }
         let c = config();
         let d = decide(&c, &s);
         let model = match d.action {
-            DecisionAction::Route { model, .. } => c.model(*model).name.clone(),
-            DecisionAction::Block { .. } => "(blocked)".to_owned(),
+            Action::Route(r) => c.model(r.candidates[0].model).name.clone(),
+            Action::Block { .. } => "(blocked)".to_owned(),
         };
         (d.name.to_owned(), model, d.matched)
     }

@@ -8,8 +8,9 @@
 use std::time::{Duration, Instant};
 
 use routemesh_classifier_worker::{EmbedTimings, PromptEmbedding};
-use routemesh_common::config::{DecisionAction, ModelId, OnUnavailable};
+use routemesh_common::config::{ModelId, OnUnavailable};
 use routemesh_common::{PiiKind, Signals};
+use routemesh_decision::Action;
 
 use crate::classify::ClassifyFailure;
 use crate::state::AppState;
@@ -156,12 +157,12 @@ pub async fn plan(
     Ok(RoutePlan {
         decision: decided.name.to_owned(),
         target: match decided.action {
-            DecisionAction::Route { model, redact_pii } => Target::Model {
-                model: *model,
-                redact_pii: redact_pii.clone(),
+            Action::Route(action) => Target::Model {
+                model: action.candidates[0].model,
+                redact_pii: action.redact_pii.clone(),
             },
-            DecisionAction::Block { message } => Target::Block {
-                message: message.clone(),
+            Action::Block { message } => Target::Block {
+                message: message.to_owned(),
             },
         },
         routed: Some(Routed {

@@ -38,6 +38,7 @@ pub struct Config {
     pub decisions: Vec<DecisionConfig>,
     /// Taken when no decision matches.
     pub default: DefaultDecision,
+    pub learning: LearningConfig,
     model_index: HashMap<String, ModelId>,
 }
 
@@ -53,6 +54,21 @@ impl Config {
 
     pub fn upstream(&self, id: UpstreamId) -> &UpstreamConfig {
         &self.upstreams[id.0]
+    }
+
+    /// The route action of the decision named `name` (the default included);
+    /// `None` for a blocking or unknown decision.
+    pub fn route_action(&self, name: &str) -> Option<&RouteAction> {
+        if self.default.name == name {
+            return Some(&self.default.action);
+        }
+        self.decisions
+            .iter()
+            .find(|d| d.name == name)
+            .and_then(|d| match &d.action {
+                DecisionAction::Route(a) => Some(a),
+                DecisionAction::Block { .. } => None,
+            })
     }
 
     /// Whether `name` is a router alias (`auto`).
@@ -128,6 +144,17 @@ pub struct UpstreamConfig {
     pub api_key_env: Option<String>,
     /// Longest wait for the upstream's response headers.
     pub timeout: Duration,
+    /// Which API dialect it speaks beyond the common OpenAI subset.
+    pub family: UpstreamFamily,
+}
+
+/// The dialect of an upstream, for the parameters that differ between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFamily {
+    /// OpenAI and compatible hosted APIs: `reasoning_effort`.
+    OpenAi,
+    /// vLLM (and SGLang): `chat_template_kwargs.enable_thinking`.
+    Vllm,
 }
 
 /// A model clients can name, served by one upstream.
@@ -137,6 +164,67 @@ pub struct ModelConfig {
     pub upstream: UpstreamId,
     /// The name sent upstream in `model` (defaults to `name`).
     pub upstream_model: String,
+    /// Prices, for cost-aware selection; `None` counts as free.
+    pub cost: Option<ModelCost>,
+}
+
+/// What a model costs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelCost {
+    /// USD per million prompt tokens.
+    pub input_per_mtok: f64,
+    /// USD per million completion tokens.
+    pub output_per_mtok: f64,
+    /// Completion tokens expected before any outcome has been seen.
+    pub output_tokens: u32,
+}
+
+impl ModelCost {
+    /// Expected USD per 1000 requests of `prompt_tokens` in and
+    /// `output_tokens` out: the unit the cost weight λ multiplies.
+    pub fn per_1k(&self, prompt_tokens: f64, output_tokens: f64) -> f64 {
+        (prompt_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e3
+    }
+}
+
+/// `learning:` — how outcomes teach Thompson-sampled decisions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearningConfig {
+    /// λ: how much sampled quality one USD per 1k requests is worth.
+    pub cost_weight: f64,
+    /// Factor in (0, 1] applied to an arm's evidence at each update, so
+    /// old outcomes fade (1 keeps everything).
+    pub discount: f64,
+    /// sled folder for posteriors; `None` keeps them in memory only.
+    pub store: Option<PathBuf>,
+    /// Whether outcomes are shared with other gateways.
+    pub share: LearningShare,
+    /// Most routed requests remembered for feedback.
+    pub remember_requests: usize,
+    /// How long a routed request can receive feedback.
+    pub remember_for: Duration,
+}
+
+impl Default for LearningConfig {
+    fn default() -> Self {
+        Self {
+            cost_weight: 0.0,
+            discount: 1.0,
+            store: None,
+            share: LearningShare::Local,
+            remember_requests: 100_000,
+            remember_for: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Where outcomes go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LearningShare {
+    /// Applied in this process only.
+    Local,
+    /// Published to a JetStream stream; every gateway applies every event.
+    JetStream { stream: String, nats: NatsConfig },
 }
 
 /// How to reach NATS (gateway `nats:` section; worker command-line flags).
@@ -238,28 +326,130 @@ pub struct DecisionConfig {
 }
 
 /// What a decision does with the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum DecisionAction {
-    /// Forward to `model`, first replacing the listed kinds of personal data
-    /// (none when empty) with typed placeholders.
-    Route {
-        model: ModelId,
-        redact_pii: Vec<PiiKind>,
-    },
+    /// Forward to one of the candidate models.
+    Route(RouteAction),
     /// Refuse with this message (HTTP 400, code `content_blocked`).
     Block { message: String },
+}
+
+/// How a routed request is answered: which models may answer it, how one
+/// is picked, and what is changed in the request on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteAction {
+    /// At least one; with `static` selection the first one answers.
+    pub candidates: Vec<Candidate>,
+    pub selection: Selection,
+    /// λ of this decision (quality per USD per 1k requests); `None` takes
+    /// `learning.cost_weight`.
+    pub cost_weight: Option<f64>,
+    /// Kinds of personal data replaced by typed placeholders (none when empty).
+    pub redact_pii: Vec<PiiKind>,
+    /// A system prompt put in front of the conversation, or in place of the
+    /// client's system messages.
+    pub system_prompt: Option<SystemPrompt>,
+    /// Request headers added to (or removed from) what goes upstream.
+    pub headers: HeaderEdits,
+    /// A response slower than this counts as a failed outcome for learning.
+    pub slo: Option<Duration>,
+}
+
+impl RouteAction {
+    /// One candidate, static selection, nothing changed in the request.
+    pub fn single(model: ModelId) -> Self {
+        Self {
+            candidates: vec![Candidate::new(model)],
+            selection: Selection::Static,
+            cost_weight: None,
+            redact_pii: Vec::new(),
+            system_prompt: None,
+            headers: HeaderEdits::default(),
+            slo: None,
+        }
+    }
+}
+
+/// A model a decision may send its requests to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub model: ModelId,
+    /// Beta(α, β) prior of "this model answers this decision's prompts well".
+    pub prior: (f64, f64),
+    /// Reasoning asked of the model, translated for its upstream's family.
+    pub reasoning: Option<Reasoning>,
+}
+
+impl Candidate {
+    /// A uniform prior, no reasoning setting.
+    pub fn new(model: ModelId) -> Self {
+        Self {
+            model,
+            prior: (1.0, 1.0),
+            reasoning: None,
+        }
+    }
+}
+
+/// How a decision picks among its candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Always the first candidate.
+    Static,
+    /// Thompson sampling over Beta posteriors learned from outcomes, with
+    /// the cost weight trading quality for money.
+    Thompson,
+}
+
+/// Reasoning ("thinking") asked of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reasoning {
+    Off,
+    On,
+    Low,
+    Medium,
+    High,
+}
+
+impl Reasoning {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::On => "on",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+}
+
+/// A system prompt a decision sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemPrompt {
+    /// Put in front of the conversation, before the client's own system messages.
+    Insert(String),
+    /// Replace every system message the client sent with this one.
+    Replace(String),
+}
+
+/// Header changes on the request sent upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// Lower-case names and values; set (replacing any client value).
+    pub add: Vec<(String, String)>,
+    /// Lower-case names of client headers not forwarded.
+    pub remove: Vec<String>,
 }
 
 /// The decision taken when no rule matches.
 #[derive(Debug, Clone)]
 pub struct DefaultDecision {
     pub name: String,
-    /// Always [`DecisionAction::Route`].
-    pub action: DecisionAction,
+    pub action: RouteAction,
 }
 
 /// One problem in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ConfigError {
     /// Key path, e.g. `decisions[2].when.any[0].route`.
     pub path: String,

@@ -39,7 +39,7 @@ pub(crate) struct RawClassifier {
 }
 
 /// `nats:`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawNats {
     pub(crate) url: Option<String>,
@@ -48,7 +48,7 @@ pub(crate) struct RawNats {
 }
 
 /// `nats.tls:`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTls {
     pub(crate) ca_file: Option<String>,
@@ -66,6 +66,7 @@ pub(crate) struct RawUpstream {
     pub(crate) base_url: String,
     pub(crate) api_key_env: Option<String>,
     pub(crate) timeout: Option<String>,
+    pub(crate) family: Option<String>,
 }
 
 /// One item of `models:`
@@ -75,6 +76,37 @@ pub(crate) struct RawModel {
     pub(crate) name: String,
     pub(crate) upstream: String,
     pub(crate) upstream_model: Option<String>,
+    pub(crate) cost: Option<RawModelCost>,
+}
+
+/// `models[].cost:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModelCost {
+    pub(crate) input_per_mtok: f64,
+    pub(crate) output_per_mtok: f64,
+    pub(crate) output_tokens: Option<u32>,
+}
+
+/// `learning:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLearning {
+    pub(crate) cost_weight: Option<f64>,
+    pub(crate) discount: Option<f64>,
+    pub(crate) store: Option<String>,
+    pub(crate) share: Option<String>,
+    pub(crate) stream: Option<String>,
+    pub(crate) remember: Option<RawRemember>,
+}
+
+/// `learning.remember:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRemember {
+    pub(crate) requests: Option<u64>,
+    #[serde(rename = "for")]
+    pub(crate) for_: Option<String>,
 }
 
 /// `router:`
@@ -133,6 +165,54 @@ pub(crate) struct RawKeywordRule {
     pub(crate) patterns: Vec<String>,
 }
 
+/// What a routing decision (or the default) does: the part of `decisions[]`
+/// and `default` that is not the rule. Both list these fields themselves
+/// (serde's `flatten` would lose `deny_unknown_fields` and error paths).
+#[derive(Debug, Default)]
+pub(crate) struct RawRouteFields {
+    /// One model (shorthand for `models: [x]`).
+    pub(crate) model: Option<String>,
+    /// Candidate models.
+    pub(crate) models: Option<Vec<RawCandidate>>,
+    pub(crate) selection: Option<String>,
+    pub(crate) cost_weight: Option<f64>,
+    /// Replace personal data before forwarding: `true` or a list of kinds.
+    pub(crate) redact_pii: Option<RawPiiKinds>,
+    pub(crate) system_prompt: Option<RawSystemPrompt>,
+    pub(crate) headers: Option<RawHeaders>,
+    pub(crate) slo: Option<String>,
+}
+
+macro_rules! route_fields {
+    ($raw:expr) => {
+        RawRouteFields {
+            model: $raw.model,
+            models: $raw.models,
+            selection: $raw.selection,
+            cost_weight: $raw.cost_weight,
+            redact_pii: $raw.redact_pii,
+            system_prompt: $raw.system_prompt,
+            headers: $raw.headers,
+            slo: $raw.slo,
+        }
+    };
+}
+
+impl RawDecision {
+    /// The routing part, and the block message.
+    pub(crate) fn split(self) -> (String, i32, RawExpr, Option<String>, RawRouteFields) {
+        let route = route_fields!(self);
+        (self.name, self.priority, self.when, self.block, route)
+    }
+}
+
+impl RawDefault {
+    pub(crate) fn split(self) -> (Option<String>, RawRouteFields) {
+        let route = route_fields!(self);
+        (self.name, route)
+    }
+}
+
 /// One item of `decisions:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,11 +221,68 @@ pub(crate) struct RawDecision {
     #[serde(default)]
     pub(crate) priority: i32,
     pub(crate) when: RawExpr,
-    pub(crate) model: Option<String>,
     /// Refuse the request with this message instead of routing it.
     pub(crate) block: Option<String>,
+    /// One model (shorthand for `models: [x]`).
+    pub(crate) model: Option<String>,
+    /// Candidate models.
+    pub(crate) models: Option<Vec<RawCandidate>>,
+    pub(crate) selection: Option<String>,
+    pub(crate) cost_weight: Option<f64>,
     /// Replace personal data before forwarding: `true` or a list of kinds.
     pub(crate) redact_pii: Option<RawPiiKinds>,
+    pub(crate) system_prompt: Option<RawSystemPrompt>,
+    pub(crate) headers: Option<RawHeaders>,
+    pub(crate) slo: Option<String>,
+}
+
+/// `gpt-4o` or `{ model: gpt-4o, reasoning: high, prior: { alpha: 2, beta: 1 } }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawCandidate {
+    Name(String),
+    Full(RawCandidateFull),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCandidateFull {
+    pub(crate) model: String,
+    pub(crate) reasoning: Option<RawReasoning>,
+    pub(crate) prior: Option<RawPrior>,
+}
+
+/// `true`/`false` or `off`/`on`/`low`/`medium`/`high`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawReasoning {
+    Flag(bool),
+    Word(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPrior {
+    pub(crate) alpha: f64,
+    pub(crate) beta: f64,
+}
+
+/// `{ insert: "..." }` or `{ replace: "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSystemPrompt {
+    pub(crate) insert: Option<String>,
+    pub(crate) replace: Option<String>,
+}
+
+/// `{ add: { x-team: math }, remove: [x-debug] }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeaders {
+    #[serde(default)]
+    pub(crate) add: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) remove: Vec<String>,
 }
 
 /// `any` / `true`, or a list of PII kinds.
@@ -162,8 +299,17 @@ pub(crate) enum RawPiiKinds {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDefault {
     pub(crate) name: Option<String>,
-    pub(crate) model: String,
+    /// One model (shorthand for `models: [x]`).
+    pub(crate) model: Option<String>,
+    /// Candidate models.
+    pub(crate) models: Option<Vec<RawCandidate>>,
+    pub(crate) selection: Option<String>,
+    pub(crate) cost_weight: Option<f64>,
+    /// Replace personal data before forwarding: `true` or a list of kinds.
     pub(crate) redact_pii: Option<RawPiiKinds>,
+    pub(crate) system_prompt: Option<RawSystemPrompt>,
+    pub(crate) headers: Option<RawHeaders>,
+    pub(crate) slo: Option<String>,
 }
 
 /// A rule expression as written: a map with exactly one key.

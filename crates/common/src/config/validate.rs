@@ -11,13 +11,14 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::raw::{
-    RawClassifier, RawClassifierDef, RawDecision, RawDefault, RawEncoder, RawKeywordRule, RawModel,
-    RawNats, RawRoute, RawRouter, RawServer, RawSignals, RawUpstream,
+    RawClassifier, RawClassifierDef, RawDecision, RawDefault, RawEncoder, RawKeywordRule,
+    RawLearning, RawModel, RawNats, RawRoute, RawRouter, RawServer, RawSignals, RawUpstream,
 };
 use super::{
     ClassifierConfig, ClassifierDef, Config, ConfigError, ConfigErrors, EncoderConfig, KeywordRule,
-    LabelRef, ModelConfig, ModelId, NatsConfig, OnUnavailable, RouteConfig, RouterConfig,
-    ServerConfig, SignalsConfig, Transport, UpstreamConfig, UpstreamId,
+    LabelRef, LearningConfig, LearningShare, ModelConfig, ModelCost, ModelId, NatsConfig,
+    OnUnavailable, RouteConfig, RouterConfig, ServerConfig, SignalsConfig, Transport,
+    UpstreamConfig, UpstreamFamily, UpstreamId,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -29,6 +30,9 @@ const DEFAULT_MAX_BATCH: u32 = 32;
 const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_ROUTE_THRESHOLD: f32 = 0.5;
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
+/// Completion tokens a model is expected to write before outcomes say otherwise.
+const DEFAULT_OUTPUT_TOKENS: u32 = 256;
+const DEFAULT_OUTCOME_STREAM: &str = "ROUTEMESH_OUTCOMES";
 const SECTIONS: &[&str] = &[
     "server",
     "classifier",
@@ -40,6 +44,7 @@ const SECTIONS: &[&str] = &[
     "signals",
     "decisions",
     "default",
+    "learning",
 ];
 /// Names the gateway itself puts in `x-routemesh-decision`.
 const RESERVED_DECISIONS: &[&str] = &["passthrough"];
@@ -93,9 +98,13 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let classifier_defs = v.items::<RawClassifierDef>(signals.classifiers, "signals.classifiers");
     let decisions = v.list::<RawDecision>(take("decisions"), "decisions");
     let default = v.section::<RawDefault>(take("default"), "default");
+    let learning = v
+        .section::<RawLearning>(take("learning"), "learning")
+        .unwrap_or_default();
 
     let server = v.server(server);
-    let classifier = v.classifier(classifier, nats, base_dir);
+    let learning = v.learning(learning, nats.as_ref(), base_dir);
+    let classifier = v.classifier(classifier, nats, base_dir, learning_uses_nats(&learning));
     let encoder = match classifier.as_ref().map(|c| &c.transport) {
         Some(Transport::Embedded) => v.encoder(encoder, base_dir).map(Some),
         Some(Transport::Nats { .. }) if encoder.is_some() => {
@@ -150,10 +159,20 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
             signals,
             decisions,
             default,
+            learning,
             model_index,
         }),
-        _ => Err(ConfigErrors(v.errors)),
+        _ => {
+            // The `nats:` section is checked for each of its users.
+            let mut seen = HashSet::new();
+            v.errors.retain(|e| seen.insert(e.clone()));
+            Err(ConfigErrors(v.errors))
+        }
     }
+}
+
+fn learning_uses_nats(l: &LearningConfig) -> bool {
+    matches!(l.share, LearningShare::JetStream { .. })
 }
 
 /// A literal keyword as a regex matching it as a whole word: `\b` is added
@@ -297,6 +316,7 @@ impl Validator {
         raw: RawClassifier,
         nats: Option<RawNats>,
         base_dir: &Path,
+        nats_used_elsewhere: bool,
     ) -> Option<ClassifierConfig> {
         let deadline = self.duration(raw.deadline.as_deref(), "classifier.deadline");
         let on_unavailable = match raw.on_unavailable.as_deref() {
@@ -316,8 +336,12 @@ impl Validator {
                 if raw.pool.is_some() {
                     self.error("classifier.pool", "only used with `transport: nats`".into());
                 }
-                if nats.is_some() {
-                    self.error("nats", "only used with `classifier.transport: nats`".into());
+                if nats.is_some() && !nats_used_elsewhere {
+                    self.error(
+                        "nats",
+                        "only used with `classifier.transport: nats` or `learning.share: jetstream`"
+                            .into(),
+                    );
                 }
                 Some(Transport::Embedded)
             }
@@ -440,14 +464,114 @@ impl Validator {
                 }
             }
             let timeout = self.duration(u.timeout.as_deref(), &format!("{path}.timeout"));
+            let family = match u.family.as_deref() {
+                None | Some("openai") => UpstreamFamily::OpenAi,
+                Some("vllm") => UpstreamFamily::Vllm,
+                Some(other) => {
+                    self.error(
+                        &format!("{path}.family"),
+                        format!("`{other}`: use openai (hosted APIs) or vllm (vLLM, SGLang)"),
+                    );
+                    UpstreamFamily::OpenAi
+                }
+            };
             out.push(UpstreamConfig {
                 name: u.name,
                 base_url,
                 api_key_env: u.api_key_env,
                 timeout: timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT),
+                family,
             });
         }
         out
+    }
+
+    fn learning(
+        &mut self,
+        raw: RawLearning,
+        nats: Option<&RawNats>,
+        base_dir: &Path,
+    ) -> LearningConfig {
+        let d = LearningConfig::default();
+        let cost_weight = raw.cost_weight.unwrap_or(d.cost_weight);
+        self.cost_weight(cost_weight, "learning.cost_weight");
+        let discount = raw.discount.unwrap_or(d.discount);
+        if !(discount > 0.0 && discount <= 1.0) {
+            self.error(
+                "learning.discount",
+                format!("{discount} is not in (0, 1]; 1 keeps all evidence, 0.999 forgets slowly"),
+            );
+        }
+        let store = match raw.store {
+            Some(s) if s.trim().is_empty() => {
+                self.error(
+                    "learning.store",
+                    "give a folder, or leave the key out to keep posteriors in memory".into(),
+                );
+                None
+            }
+            s => s.map(|s| base_dir.join(s)),
+        };
+        let stream_set = raw.stream.is_some();
+        let stream = raw
+            .stream
+            .unwrap_or_else(|| DEFAULT_OUTCOME_STREAM.to_owned());
+        let share = match raw.share.as_deref() {
+            None | Some("local") => {
+                if stream_set {
+                    self.error(
+                        "learning.stream",
+                        "only used with `share: jetstream`".into(),
+                    );
+                }
+                LearningShare::Local
+            }
+            Some("jetstream") => {
+                let valid = !stream.is_empty()
+                    && stream
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !valid {
+                    self.error(
+                        "learning.stream",
+                        format!(
+                            "`{stream}`: a JetStream stream name uses letters, digits, `-` and `_`"
+                        ),
+                    );
+                }
+                let nats = match nats {
+                    Some(raw) => self.nats(raw.clone(), base_dir),
+                    None => NatsConfig::plain("nats://127.0.0.1:4222"),
+                };
+                LearningShare::JetStream { stream, nats }
+            }
+            Some(other) => {
+                self.error(
+                    "learning.share",
+                    format!("`{other}`: use local (this gateway only) or jetstream (every gateway, through NATS)"),
+                );
+                LearningShare::Local
+            }
+        };
+        let remember = raw.remember.unwrap_or_default();
+        let remember_requests = remember.requests.unwrap_or(d.remember_requests as u64);
+        if !(1..=10_000_000).contains(&remember_requests) {
+            self.error(
+                "learning.remember.requests",
+                format!("{remember_requests} is out of range 1..=10000000"),
+            );
+        }
+        let remember_for = self
+            .duration(remember.for_.as_deref(), "learning.remember.for")
+            .unwrap_or(d.remember_for);
+        LearningConfig {
+            cost_weight,
+            discount,
+            store,
+            share,
+            remember_requests: usize::try_from(remember_requests).unwrap_or(usize::MAX),
+            remember_for,
+        }
     }
 
     fn duration(&mut self, text: Option<&str>, path: &str) -> Option<Duration> {
@@ -490,11 +614,27 @@ impl Validator {
                 );
                 continue;
             };
+            let cost = m.cost.and_then(|c| {
+                let ok = |x: f64| x.is_finite() && x >= 0.0;
+                if !ok(c.input_per_mtok) || !ok(c.output_per_mtok) {
+                    self.error(
+                        &format!("{path}.cost"),
+                        "prices must be numbers ≥ 0 (USD per million tokens)".into(),
+                    );
+                    return None;
+                }
+                Some(ModelCost {
+                    input_per_mtok: c.input_per_mtok,
+                    output_per_mtok: c.output_per_mtok,
+                    output_tokens: c.output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS),
+                })
+            });
             index.insert(m.name.clone(), ModelId(models.len()));
             models.push(ModelConfig {
                 upstream_model: m.upstream_model.unwrap_or_else(|| m.name.clone()),
                 name: m.name,
                 upstream: UpstreamId(up),
+                cost,
             });
         }
         (models, index)

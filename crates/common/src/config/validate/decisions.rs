@@ -1,10 +1,25 @@
 //! Validating decisions and their rule expressions (part of phase two).
 
 use super::{RESERVED_DECISIONS, Scope, Validator};
-use crate::config::raw::{RawDecision, RawDefault, RawExpr, RawPiiKinds, RawRoutePredicate};
-use crate::config::{
-    ClassifierId, DecisionAction, DecisionConfig, DefaultDecision, LabelRef, ModelId,
+use crate::config::raw::{
+    RawCandidate, RawDecision, RawDefault, RawExpr, RawHeaders, RawPiiKinds, RawPrior,
+    RawReasoning, RawRouteFields, RawRoutePredicate, RawSystemPrompt,
 };
+use crate::config::{
+    Candidate, ClassifierId, DecisionAction, DecisionConfig, DefaultDecision, HeaderEdits,
+    LabelRef, ModelId, Reasoning, RouteAction, Selection, SystemPrompt,
+};
+
+/// Headers a decision may not add or remove: framing, the upstream's
+/// credentials and what the gateway sets itself.
+const PROTECTED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "authorization",
+];
 use crate::rules::{Expr, Predicate};
 use crate::signals::{KeywordId, PiiKind, RouteId};
 use std::collections::HashSet;
@@ -19,13 +34,14 @@ impl Validator {
             RESERVED_DECISIONS.iter().map(|s| (*s).to_owned()).collect();
         let mut out = Vec::new();
         for (path, d) in raw {
-            self.unique(&mut seen, &d.name, &path);
-            let action = self.action(&d, &path, scope);
-            let when = self.expr(d.when, &format!("{path}.when"), scope);
+            let (name, priority, when, block, route) = d.split();
+            self.unique(&mut seen, &name, &path);
+            let action = self.action(block, route, &path, scope);
+            let when = self.expr(when, &format!("{path}.when"), scope);
             if let (Some(action), Some(when)) = (action, when) {
                 out.push(DecisionConfig {
-                    name: d.name,
-                    priority: d.priority,
+                    name,
+                    priority,
                     when,
                     action,
                 });
@@ -36,31 +52,39 @@ impl Validator {
         out
     }
 
-    /// `model` (+ `redact_pii`) or `block`, exactly one of the two.
-    pub(super) fn action(
+    /// `model`/`models` (+ how to forward) or `block`, exactly one of the two.
+    fn action(
         &mut self,
-        d: &RawDecision,
+        block: Option<String>,
+        route: RawRouteFields,
         path: &str,
         scope: &Scope<'_>,
     ) -> Option<DecisionAction> {
-        match (&d.model, &d.block) {
-            (Some(model), None) => {
-                let model = self.resolve_model(model, &format!("{path}.model"), scope);
-                let redact_pii = match &d.redact_pii {
-                    Some(kinds) => self.pii_kinds(kinds, &format!("{path}.redact_pii"))?,
-                    None => Vec::new(),
-                };
-                Some(DecisionAction::Route {
-                    model: model?,
-                    redact_pii,
-                })
+        let routes = route.model.is_some() || route.models.is_some();
+        match (routes, block) {
+            (true, Some(_)) => {
+                self.error(
+                    path,
+                    "give either `model`/`models` (route) or `block` (refuse), not both".into(),
+                );
+                None
             }
-            (None, Some(message)) => {
-                if d.redact_pii.is_some() {
-                    self.error(
-                        &format!("{path}.redact_pii"),
-                        "a blocked request is not forwarded; remove it".into(),
-                    );
+            (false, Some(message)) => {
+                let extra = [
+                    ("redact_pii", route.redact_pii.is_some()),
+                    ("selection", route.selection.is_some()),
+                    ("cost_weight", route.cost_weight.is_some()),
+                    ("system_prompt", route.system_prompt.is_some()),
+                    ("headers", route.headers.is_some()),
+                    ("slo", route.slo.is_some()),
+                ];
+                for (key, set) in extra {
+                    if set {
+                        self.error(
+                            &format!("{path}.{key}"),
+                            "a blocked request is not forwarded; remove it".into(),
+                        );
+                    }
                 }
                 if message.trim().is_empty() {
                     self.error(
@@ -68,25 +92,224 @@ impl Validator {
                         "give the message the client sees".into(),
                     );
                 }
-                Some(DecisionAction::Block {
-                    message: message.clone(),
-                })
+                Some(DecisionAction::Block { message })
             }
+            (_, None) => self
+                .route_action(route, path, scope)
+                .map(DecisionAction::Route),
+        }
+    }
+
+    /// The routing part of a decision or of the default.
+    pub(super) fn route_action(
+        &mut self,
+        raw: RawRouteFields,
+        path: &str,
+        scope: &Scope<'_>,
+    ) -> Option<RouteAction> {
+        let candidates = match (raw.model, raw.models) {
             (Some(_), Some(_)) => {
                 self.error(
                     path,
-                    "give either `model` (route) or `block` (refuse), not both".into(),
+                    "give `model` (one) or `models` (candidates), not both".into(),
                 );
                 None
             }
             (None, None) => {
                 self.error(
                     &format!("{path}.model"),
-                    "required (or `block` with a message)".into(),
+                    "required (or `models` with candidates, or `block` with a message)".into(),
                 );
                 None
             }
+            (Some(name), None) => self
+                .resolve_model(&name, &format!("{path}.model"), scope)
+                .map(|m| vec![Candidate::new(m)]),
+            (None, Some(list)) => self.candidates(list, &format!("{path}.models"), scope),
+        };
+        let selection = match raw.selection.as_deref() {
+            None | Some("static") => Some(Selection::Static),
+            Some("thompson") => Some(Selection::Thompson),
+            Some(other) => {
+                self.error(
+                    &format!("{path}.selection"),
+                    format!("`{other}`: use static (the first model) or thompson (learned)"),
+                );
+                None
+            }
+        };
+        if let Some(w) = raw.cost_weight {
+            self.cost_weight(w, &format!("{path}.cost_weight"));
         }
+        let redact_pii = match &raw.redact_pii {
+            Some(kinds) => self.pii_kinds(kinds, &format!("{path}.redact_pii")),
+            None => Some(Vec::new()),
+        };
+        let system_prompt = match raw.system_prompt {
+            None => Some(None),
+            Some(sp) => self
+                .system_prompt(sp, &format!("{path}.system_prompt"))
+                .map(Some),
+        };
+        let headers = match raw.headers {
+            None => Some(HeaderEdits::default()),
+            Some(h) => self.header_edits(h, &format!("{path}.headers")),
+        };
+        let slo = match raw.slo.as_deref() {
+            None => Some(None),
+            Some(text) => self.duration(Some(text), &format!("{path}.slo")).map(Some),
+        };
+        Some(RouteAction {
+            candidates: candidates?,
+            selection: selection?,
+            cost_weight: raw.cost_weight,
+            redact_pii: redact_pii?,
+            system_prompt: system_prompt?,
+            headers: headers?,
+            slo: slo?,
+        })
+    }
+
+    /// λ must be a finite number ≥ 0.
+    pub(super) fn cost_weight(&mut self, w: f64, path: &str) {
+        if !(w.is_finite() && w >= 0.0) {
+            self.error(
+                path,
+                format!("{w} is not a number ≥ 0 (quality per USD per 1k requests)"),
+            );
+        }
+    }
+
+    fn candidates(
+        &mut self,
+        list: Vec<RawCandidate>,
+        path: &str,
+        scope: &Scope<'_>,
+    ) -> Option<Vec<Candidate>> {
+        if list.is_empty() {
+            self.error(path, "needs at least one model".into());
+            return None;
+        }
+        let n = list.len();
+        let mut out = Vec::with_capacity(n);
+        let mut seen = HashSet::new();
+        for (i, c) in list.into_iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            let (name, reasoning, prior) = match c {
+                RawCandidate::Name(name) => (name, None, None),
+                RawCandidate::Full(f) => (f.model, f.reasoning, f.prior),
+            };
+            if !seen.insert(name.clone()) {
+                self.error(&p, format!("`{name}` is listed twice"));
+                continue;
+            }
+            let model_path = if prior.is_none() && reasoning.is_none() {
+                p.clone()
+            } else {
+                format!("{p}.model")
+            };
+            let model = self.resolve_model(&name, &model_path, scope);
+            let reasoning = match reasoning {
+                None => Some(None),
+                Some(r) => self.reasoning(r, &format!("{p}.reasoning")).map(Some),
+            };
+            let prior = match prior {
+                None => Some((1.0, 1.0)),
+                Some(RawPrior { alpha, beta }) => {
+                    let ok = |x: f64| x.is_finite() && x > 0.0;
+                    if !(ok(alpha) && ok(beta)) {
+                        self.error(
+                            &format!("{p}.prior"),
+                            format!("alpha ({alpha}) and beta ({beta}) must be numbers > 0"),
+                        );
+                    }
+                    (ok(alpha) && ok(beta)).then_some((alpha, beta))
+                }
+            };
+            if let (Some(model), Some(prior), Some(reasoning)) = (model, prior, reasoning) {
+                out.push(Candidate {
+                    model,
+                    prior,
+                    reasoning,
+                });
+            }
+        }
+        (out.len() == n).then_some(out)
+    }
+
+    fn reasoning(&mut self, raw: RawReasoning, path: &str) -> Option<Reasoning> {
+        match raw {
+            RawReasoning::Flag(false) => Some(Reasoning::Off),
+            RawReasoning::Flag(true) => Some(Reasoning::On),
+            RawReasoning::Word(w) => match w.as_str() {
+                "off" => Some(Reasoning::Off),
+                "on" => Some(Reasoning::On),
+                "low" => Some(Reasoning::Low),
+                "medium" => Some(Reasoning::Medium),
+                "high" => Some(Reasoning::High),
+                _ => {
+                    self.error(path, format!("`{w}`: use off, on, low, medium or high"));
+                    None
+                }
+            },
+        }
+    }
+
+    fn system_prompt(&mut self, raw: RawSystemPrompt, path: &str) -> Option<SystemPrompt> {
+        let sp = match (raw.insert, raw.replace) {
+            (Some(text), None) => SystemPrompt::Insert(text),
+            (None, Some(text)) => SystemPrompt::Replace(text),
+            _ => {
+                self.error(
+                    path,
+                    "give exactly one of `insert` (before the client's messages) or `replace` (instead of the client's system messages)".into(),
+                );
+                return None;
+            }
+        };
+        let (SystemPrompt::Insert(t) | SystemPrompt::Replace(t)) = &sp;
+        if t.trim().is_empty() {
+            self.error(path, "the system prompt is empty".into());
+            return None;
+        }
+        Some(sp)
+    }
+
+    fn header_edits(&mut self, raw: RawHeaders, path: &str) -> Option<HeaderEdits> {
+        let before = self.errors.len();
+        let mut add = Vec::new();
+        for (name, value) in raw.add {
+            let p = format!("{path}.add.{name}");
+            let lower = self.header_name(&name, &p);
+            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                self.error(&p, "a header value cannot contain line breaks".into());
+            }
+            add.push((lower, value));
+        }
+        let mut remove = Vec::new();
+        for (i, name) in raw.remove.iter().enumerate() {
+            remove.push(self.header_name(name, &format!("{path}.remove[{i}]")));
+        }
+        (self.errors.len() == before).then_some(HeaderEdits { add, remove })
+    }
+
+    /// The lower-cased name; an error if it is not a token or is one the
+    /// gateway manages.
+    fn header_name(&mut self, name: &str, path: &str) -> String {
+        let lower = name.to_ascii_lowercase();
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !valid {
+            self.error(path, format!("`{name}` is not a valid header name"));
+        } else if PROTECTED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-routemesh-") {
+            self.error(
+                path,
+                format!("`{name}` is managed by the gateway and cannot be changed"),
+            );
+        }
+        lower
     }
 
     /// `true`/`any` → every kind; a list → those kinds.
@@ -300,22 +523,13 @@ impl Validator {
             );
             return None;
         };
-        let name = raw.name.unwrap_or_else(|| "default".to_owned());
+        let (name, route) = raw.split();
+        let name = name.unwrap_or_else(|| "default".to_owned());
         if RESERVED_DECISIONS.contains(&name.as_str()) {
             self.error("default.name", format!("`{name}` is reserved"));
         }
-        let redact_pii = match &raw.redact_pii {
-            Some(kinds) => self.pii_kinds(kinds, "default.redact_pii"),
-            None => Some(Vec::new()),
-        };
-        let model = self.resolve_model(&raw.model, "default.model", scope)?;
-        Some(DefaultDecision {
-            name,
-            action: DecisionAction::Route {
-                model,
-                redact_pii: redact_pii?,
-            },
-        })
+        let action = self.route_action(route, "default", scope)?;
+        Some(DefaultDecision { name, action })
     }
 
     pub(super) fn resolve_model(

@@ -3,7 +3,10 @@
 use std::path::Path;
 
 use super::parse;
-use crate::config::{Config, ConfigErrors, DecisionAction, NatsConfig, OnUnavailable, Transport};
+use crate::config::{
+    Candidate, Config, ConfigErrors, DecisionAction, LearningShare, NatsConfig, OnUnavailable,
+    Reasoning, RouteAction, Selection, SystemPrompt, Transport,
+};
 use crate::rules::{Expr, Predicate};
 use crate::signals::PiiKind;
 use crate::signals::RouteId;
@@ -85,13 +88,7 @@ fn base_config_resolves_names_and_defaults() {
         .map(|id| c.model(id).upstream_model.clone());
     assert_eq!(big.as_deref(), Some("org/big-70b"));
     let small = c.model_id("small").unwrap_or_else(|| panic!("no small"));
-    assert_eq!(
-        c.default.action,
-        DecisionAction::Route {
-            model: small,
-            redact_pii: vec![]
-        }
-    );
+    assert_eq!(c.default.action, RouteAction::single(small));
     assert_eq!(c.default.name, "default");
     assert!(c.is_alias("auto") && !c.is_alias("small"));
 }
@@ -335,18 +332,18 @@ fn pii_conditions_block_and_redact_actions() {
     assert_eq!(when, Expr::Pred(Predicate::Pii(PiiKind::ALL.to_vec())));
     assert_eq!(
         action,
-        DecisionAction::Route {
-            model: big,
-            redact_pii: vec![PiiKind::Email, PiiKind::Phone]
-        }
+        DecisionAction::Route(RouteAction {
+            redact_pii: vec![PiiKind::Email, PiiKind::Phone],
+            ..RouteAction::single(big)
+        })
     );
     let (_, action) = by_name("scrub_all").unwrap_or_else(|| panic!("missing"));
     assert_eq!(
         action,
-        DecisionAction::Route {
-            model: big,
-            redact_pii: PiiKind::ALL.to_vec()
-        }
+        DecisionAction::Route(RouteAction {
+            redact_pii: PiiKind::ALL.to_vec(),
+            ..RouteAction::single(big)
+        })
     );
 }
 
@@ -416,4 +413,120 @@ fn a_classifier_pool_needs_the_nats_transport() {
     let c = ok(&nats);
     assert_eq!(c.signals.classifiers[0].pool.as_deref(), Some("gpu"));
     assert_eq!(c.signals.classifiers[0].path, Path::new("/etc/rm/g"));
+}
+
+#[test]
+fn candidates_selection_and_request_edits_are_read() {
+    let text = BASE.replace(
+        "  - { name: low, priority: 1, when: { keyword: code }, model: small }",
+        "  - name: low\n\
+         \x20   priority: 1\n\
+         \x20   when: { keyword: code }\n\
+         \x20   models: [small, { model: big, reasoning: high, prior: { alpha: 3, beta: 1 } }]\n\
+         \x20   selection: thompson\n\
+         \x20   cost_weight: 0.25\n\
+         \x20   system_prompt: { insert: \"Answer with code.\" }\n\
+         \x20   headers: { add: { X-Team: code }, remove: [x-debug] }\n\
+         \x20   slo: 2s",
+    ) + "learning: { cost_weight: 0.5, discount: 0.99, store: state/learning, remember: { requests: 10, for: 5m } }\n";
+    let c = parse(&text, Path::new("/etc/routemesh")).unwrap_or_else(|e| panic!("{e}"));
+    let action = c
+        .route_action("low")
+        .unwrap_or_else(|| panic!("no route action"));
+    let (small, big) = (
+        c.model_id("small").unwrap_or_else(|| panic!("small")),
+        c.model_id("big").unwrap_or_else(|| panic!("big")),
+    );
+    assert_eq!(
+        action.candidates,
+        vec![
+            Candidate::new(small),
+            Candidate {
+                model: big,
+                prior: (3.0, 1.0),
+                reasoning: Some(Reasoning::High)
+            }
+        ]
+    );
+    assert_eq!(action.selection, Selection::Thompson);
+    assert_eq!(action.cost_weight, Some(0.25));
+    assert_eq!(
+        action.system_prompt,
+        Some(SystemPrompt::Insert("Answer with code.".into()))
+    );
+    assert_eq!(
+        action.headers.add,
+        vec![("x-team".to_owned(), "code".to_owned())]
+    );
+    assert_eq!(action.headers.remove, vec!["x-debug".to_owned()]);
+    assert_eq!(action.slo, Some(std::time::Duration::from_secs(2)));
+    assert_eq!(c.learning.cost_weight, 0.5);
+    assert_eq!(c.learning.discount, 0.99);
+    assert_eq!(
+        c.learning.store.as_deref(),
+        Some(Path::new("/etc/routemesh/state/learning"))
+    );
+    assert_eq!(c.learning.remember_requests, 10);
+    assert_eq!(c.learning.share, LearningShare::Local);
+    // A decision with `model:` is one static candidate.
+    assert_eq!(
+        c.route_action("default").map(|a| a.selection),
+        Some(Selection::Static)
+    );
+}
+
+#[test]
+fn mistakes_in_candidates_and_learning_are_all_named() {
+    let text = BASE.replace(
+        "  - { name: low, priority: 1, when: { keyword: code }, model: small }",
+        "  - { name: a, when: { keyword: code }, models: [] }\n\
+         \x20 - { name: b, when: { keyword: code }, models: [small, small] }\n\
+         \x20 - { name: c, when: { keyword: code }, models: [nope, { model: big, reasoning: max, prior: { alpha: 0, beta: 1 } }] }\n\
+         \x20 - { name: d, when: { keyword: code }, model: small, models: [big] }\n\
+         \x20 - { name: e, when: { keyword: code }, model: small, selection: greedy, cost_weight: -1 }\n\
+         \x20 - { name: f, when: { keyword: code }, model: small, system_prompt: { insert: a, replace: b } }\n\
+         \x20 - { name: g, when: { keyword: code }, model: small, headers: { add: { authorization: x, \"bad name\": y }, remove: [x-routemesh-model] } }\n\
+         \x20 - { name: h, when: { keyword: code }, block: no, selection: thompson }",
+    ) + "learning: { discount: 0, share: everywhere, cost_weight: .nan }\n";
+    let errs = errors(&text);
+    for path in [
+        "decisions[0].models",
+        "decisions[1].models[1]",
+        "decisions[2].models[0]",
+        "decisions[2].models[1].reasoning",
+        "decisions[2].models[1].prior",
+        "decisions[3]",
+        "decisions[4].selection",
+        "decisions[4].cost_weight",
+        "decisions[5].system_prompt",
+        "decisions[6].headers.add.authorization",
+        "decisions[6].headers.add.bad name",
+        "decisions[6].headers.remove[0]",
+        "decisions[7].selection",
+        "learning.discount",
+        "learning.share",
+        "learning.cost_weight",
+    ] {
+        assert!(has(&errs, path), "no error at {path}: {errs:#?}");
+    }
+}
+
+#[test]
+fn jetstream_sharing_reads_the_nats_section_with_an_embedded_classifier() {
+    let text = format!(
+        "{BASE}learning: {{ share: jetstream, stream: OUTCOMES_1 }}\nnats: {{ url: \"nats://10.0.0.1:4222\" }}\n"
+    );
+    let c = parse(&text, Path::new("/")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.learning.share,
+        LearningShare::JetStream {
+            stream: "OUTCOMES_1".into(),
+            nats: NatsConfig::plain("nats://10.0.0.1:4222")
+        }
+    );
+    // Without jetstream sharing the same section is a mistake.
+    let errs = errors(&format!(
+        "{BASE}nats: {{ url: \"nats://10.0.0.1:4222\" }}\n"
+    ));
+    assert!(has(&errs, "nats"), "{errs:#?}");
 }
