@@ -3,7 +3,8 @@
 //! It answers `POST /v1/chat/completions` (JSON or SSE streaming) with canned or echoed words,
 //! with controllable latency, token rate, reply length and injected failures, so the gateway can
 //! be tested and benchmarked without a GPU. It also serves `GET /v1/models`, `GET /healthz` and
-//! `GET /stats` (`{"requests": N, "last_authorization": …}`: chat requests seen). Every response carries
+//! `GET /stats` (`{"requests": N, "last_authorization": …, "last_body": …, "last_headers": …}`:
+//! chat requests seen, and the last one as received). Every response carries
 //! `x-fake-upstream: NAME`.
 
 mod wire;
@@ -118,6 +119,9 @@ struct Fake {
     /// The `Authorization` header of the last chat request (a fixture may
     /// show it: tests check that the gateway sends the configured key).
     last_authorization: Mutex<Option<String>>,
+    /// The last chat request: its JSON body and its headers (lower-case
+    /// names, the authorization header left out).
+    last_request: Mutex<Option<(Value, serde_json::Map<String, Value>)>>,
     rng: Mutex<StdRng>,
 }
 
@@ -144,6 +148,7 @@ pub fn router(cfg: FakeConfig) -> Result<Router, FakeConfigError> {
         rng: Mutex::new(StdRng::seed_from_u64(cfg.seed)),
         requests: AtomicU64::new(0),
         last_authorization: Mutex::new(None),
+        last_request: Mutex::new(None),
         cfg,
     });
     let header = HeaderName::from_static(IDENTITY_HEADER);
@@ -192,6 +197,20 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
         .last_authorization
         .lock()
         .unwrap_or_else(|p| p.into_inner()) = auth;
+    let seen_headers = headers
+        .iter()
+        .filter(|(k, _)| *k != header::AUTHORIZATION)
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_owned(),
+                Value::String(v.to_str().ok()?.to_owned()),
+            ))
+        })
+        .collect();
+    *fake.last_request.lock().unwrap_or_else(|p| p.into_inner()) = Some((
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+        seen_headers,
+    ));
     let request = match wire::parse_request(&body) {
         Ok(request) => request,
         Err(message) => {
@@ -345,7 +364,18 @@ async fn stats(State(fake): State<Arc<Fake>>) -> Json<Value> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    Json(json!({ "requests": fake.requests.load(Ordering::Relaxed), "last_authorization": auth }))
+    let (last_body, last_headers) = fake
+        .last_request
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or((Value::Null, serde_json::Map::new()));
+    Json(json!({
+        "requests": fake.requests.load(Ordering::Relaxed),
+        "last_authorization": auth,
+        "last_body": last_body,
+        "last_headers": last_headers,
+    }))
 }
 
 async fn not_found() -> Response {

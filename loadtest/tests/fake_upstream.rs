@@ -214,10 +214,11 @@ async fn unknown_served_model_gets_404_model_not_found() {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["qwen-math-7b", "llama-3.2-1b"]);
-    assert_eq!(
-        get_json(format!("{base}/stats")).await,
-        json!({ "requests": 2, "last_authorization": null })
-    );
+    let stats = get_json(format!("{base}/stats")).await;
+    assert_eq!(stats["requests"], 2);
+    assert_eq!(stats["last_authorization"], json!(null));
+    assert_eq!(stats["last_body"], chat("llama-3.2-1b", json!("hi")));
+    assert_eq!(stats["last_headers"]["content-type"], "application/json");
 }
 
 #[tokio::test]

@@ -3,15 +3,18 @@
 //!
 //! [`http`] is the only module that knows the OpenAI wire format;
 //! [`pipeline`] turns a request into a [`pipeline::RoutePlan`] (classify,
-//! decide); [`classify`] embeds prompts in-process or through a NATS worker
-//! pool; [`upstream`] forwards to the chosen model's upstream; [`server`]
-//! wires state, listener, readiness and shutdown.
+//! decide, choose a candidate); [`classify`] embeds prompts in-process or
+//! through a NATS worker pool; [`learning`] turns outcomes and feedback
+//! into learner updates, locally or through JetStream; [`upstream`]
+//! forwards to the chosen model's upstream; [`server`] wires state,
+//! listener, readiness and shutdown.
 
 #![forbid(unsafe_code)]
 
 pub mod classify;
 pub mod config_file;
 pub mod http;
+pub mod learning;
 pub mod pipeline;
 pub mod server;
 pub mod state;

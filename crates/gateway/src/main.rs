@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use routemesh_common::config::{NatsConfig, Transport};
 use routemesh_gateway::config_file::{self, LoadError};
+use routemesh_gateway::learning::LearningError;
 use routemesh_gateway::server::{self, ServeError};
 
 /// Exit code for an invalid configuration (EX_USAGE).
@@ -16,6 +17,9 @@ const EXIT_CONFIG: u8 = 64;
 const EXIT_NO_MODEL: u8 = 66;
 /// Exit code when NATS cannot be reached at start (EX_UNAVAILABLE).
 const EXIT_UNAVAILABLE: u8 = 69;
+/// sysexits EX_CANTCREAT: the learning store cannot be opened (locked by
+/// another gateway, or not writable).
+const EXIT_CANT_CREATE: u8 = 73;
 
 /// routemesh: a semantic router for LLM traffic.
 ///
@@ -160,7 +164,14 @@ fn serve(
             eprintln!("routemesh: {e}");
             ExitCode::from(EXIT_NO_MODEL)
         }
-        Err(e @ ServeError::Nats(_)) => {
+        Err(e @ ServeError::Learning(LearningError::Open { .. } | LearningError::Store(_))) => {
+            eprintln!("routemesh: {e}");
+            ExitCode::from(EXIT_CANT_CREATE)
+        }
+        Err(
+            e @ (ServeError::Nats(_)
+            | ServeError::Learning(LearningError::Connect(_) | LearningError::JetStream(_))),
+        ) => {
             eprintln!("routemesh: {e}");
             ExitCode::from(EXIT_UNAVAILABLE)
         }

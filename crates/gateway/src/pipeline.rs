@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use routemesh_classifier_worker::{EmbedTimings, PromptEmbedding};
-use routemesh_common::config::{ModelId, OnUnavailable};
+use routemesh_common::config::{HeaderEdits, ModelId, OnUnavailable, Reasoning, SystemPrompt};
 use routemesh_common::{PiiKind, Signals};
 use routemesh_decision::Action;
 
@@ -29,13 +29,10 @@ pub struct RoutePlan {
 }
 
 /// What happens to the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Target {
-    /// Forward to this model, first redacting these kinds of personal data.
-    Model {
-        model: ModelId,
-        redact_pii: Vec<PiiKind>,
-    },
+    /// Forward to a model, changed on the way as the decision says.
+    Model(Forward),
     /// Refuse with this message.
     Block { message: String },
 }
@@ -44,10 +41,48 @@ impl Target {
     /// The model, unless the request is blocked.
     pub fn model(&self) -> Option<ModelId> {
         match self {
-            Self::Model { model, .. } => Some(*model),
+            Self::Model(f) => Some(f.model),
             Self::Block { .. } => None,
         }
     }
+}
+
+/// How a request is forwarded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    pub model: ModelId,
+    /// Kinds of personal data replaced by placeholders first.
+    pub redact_pii: Vec<PiiKind>,
+    /// Reasoning asked of the model (its upstream's dialect is applied later).
+    pub reasoning: Option<Reasoning>,
+    pub system_prompt: Option<SystemPrompt>,
+    pub headers: HeaderEdits,
+    /// Slower answers are reported as failed outcomes.
+    pub slo: Option<Duration>,
+    /// How many candidates the decision had (1: nothing was chosen).
+    pub candidates: usize,
+}
+
+impl Forward {
+    /// Straight to `model`, unchanged.
+    pub fn plain(model: ModelId) -> Self {
+        Self {
+            model,
+            redact_pii: Vec::new(),
+            reasoning: None,
+            system_prompt: None,
+            headers: HeaderEdits::default(),
+            slo: None,
+            candidates: 1,
+        }
+    }
+}
+
+/// Prompt tokens as the cost model counts them: ceil(bytes / 4), the usual
+/// rule of thumb for English text with BPE tokenizers (the encoder's own
+/// count stops at its truncation limit).
+pub fn estimated_prompt_tokens(prompt: &str) -> u32 {
+    u32::try_from(prompt.len().div_ceil(4)).unwrap_or(u32::MAX)
 }
 
 /// What routing found and what it cost.
@@ -96,10 +131,7 @@ pub async fn plan(
 ) -> Result<RoutePlan, PlanError> {
     let config = &state.config;
     if let Some(id) = config.model_id(model) {
-        let target = Target::Model {
-            model: id,
-            redact_pii: Vec::new(),
-        };
+        let target = Target::Model(Forward::plain(id));
         return Ok(RoutePlan {
             decision: PASSTHROUGH.to_owned(),
             target,
@@ -157,10 +189,24 @@ pub async fn plan(
     Ok(RoutePlan {
         decision: decided.name.to_owned(),
         target: match decided.action {
-            Action::Route(action) => Target::Model {
-                model: action.candidates[0].model,
-                redact_pii: action.redact_pii.clone(),
-            },
+            Action::Route(action) => {
+                let i = state.learning.learner.select(
+                    decided.name,
+                    action,
+                    estimated_prompt_tokens(&prompt),
+                    &mut rand::rng(),
+                );
+                let chosen = &action.candidates[i];
+                Target::Model(Forward {
+                    model: chosen.model,
+                    redact_pii: action.redact_pii.clone(),
+                    reasoning: chosen.reasoning,
+                    system_prompt: action.system_prompt.clone(),
+                    headers: action.headers.clone(),
+                    slo: action.slo,
+                    candidates: action.candidates.len(),
+                })
+            }
             Action::Block { message } => Target::Block {
                 message: message.to_owned(),
             },

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::classify::{Classifier, NatsPool};
+use crate::learning::{Learning, LearningError};
 use crate::state::{AppState, Ready};
 use crate::upstream::UpstreamPool;
 
@@ -55,6 +56,8 @@ pub enum ServeError {
     Examples(String),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot start learning: {0}")]
+    Learning(#[from] LearningError),
 }
 
 /// Checks that the encoder folder has its files (embedded mode), before
@@ -123,8 +126,9 @@ pub fn check_model_files(config: &Config) -> Result<(), ServeError> {
 /// scripts and tests to wait on.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     check_model_files(&config)?;
+    let learning = Learning::start(&config).await?;
     let config = Arc::new(config);
-    let state = AppState::new(config.clone(), UpstreamPool::new(&config)?);
+    let state = AppState::new(config.clone(), UpstreamPool::new(&config)?, learning);
     let pool = match &config.classifier.transport {
         Transport::Embedded => None,
         Transport::Nats { pool, nats } => {

@@ -7,6 +7,7 @@ use routemesh_classifier_worker::pii::PiiDetector;
 use routemesh_common::Config;
 
 use crate::classify::Classifier;
+use crate::learning::Learning;
 use crate::upstream::UpstreamPool;
 
 /// What routing needs once it can run: a classifier and the route examples'
@@ -28,15 +29,18 @@ pub struct AppState {
     pub upstreams: Arc<UpstreamPool>,
     /// The personal-data detectors, for redaction.
     pub pii: Arc<PiiDetector>,
+    /// Thompson-sampling state, outcomes and feedback.
+    pub learning: Arc<Learning>,
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, upstreams: UpstreamPool) -> Self {
+    pub fn new(config: Arc<Config>, upstreams: UpstreamPool, learning: Arc<Learning>) -> Self {
         Self {
             config,
             ready: Arc::new(OnceLock::new()),
             upstreams: Arc::new(upstreams),
             pii: Arc::new(PiiDetector::new()),
+            learning,
         }
     }
 

@@ -75,17 +75,20 @@ impl UpstreamPool {
         &self.upstreams[id.0].name
     }
 
-    /// POSTs a chat-completions body and waits for the response headers;
-    /// the body is left for the caller to stream.
+    /// POSTs a chat-completions body with `headers` (the client's, as
+    /// forwarded) and waits for the response headers; the body is left for
+    /// the caller to stream.
     pub async fn send_chat(
         &self,
         id: UpstreamId,
         body: Bytes,
+        headers: http::HeaderMap,
     ) -> Result<reqwest::Response, UpstreamError> {
         let u = &self.upstreams[id.0];
         let mut req = self
             .client
             .post(&u.chat_url)
+            .headers(headers)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body);
         if let Some(auth) = &u.auth {

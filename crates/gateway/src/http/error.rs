@@ -6,6 +6,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
 use crate::classify::ClassifyFailure;
+use crate::learning::FeedbackError;
 use crate::pipeline::PlanError;
 use crate::upstream::UpstreamError;
 
@@ -38,6 +39,8 @@ pub enum ApiError {
     Classify(#[from] ClassifyFailure),
     #[error("{0}")]
     Upstream(#[from] UpstreamError),
+    #[error("{0}")]
+    Feedback(#[from] FeedbackError),
 }
 
 impl From<PlanError> for ApiError {
@@ -90,6 +93,19 @@ impl ApiError {
             Self::Upstream(UpstreamError::Timeout { .. }) => {
                 (S::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout")
             }
+            Self::Feedback(FeedbackError::Unknown(_)) => {
+                (S::NOT_FOUND, "invalid_request_error", "request_not_found")
+            }
+            Self::Feedback(FeedbackError::AlreadyRated(_)) => (
+                S::CONFLICT,
+                "invalid_request_error",
+                "feedback_already_given",
+            ),
+            Self::Feedback(FeedbackError::Unavailable(_)) => (
+                S::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "learning_unavailable",
+            ),
         }
     }
 
@@ -97,6 +113,9 @@ impl ApiError {
         match self {
             Self::BadRequest { param, .. } => param.as_deref(),
             Self::ModelNotFound { .. } => Some("model"),
+            Self::Feedback(FeedbackError::Unknown(_) | FeedbackError::AlreadyRated(_)) => {
+                Some("request_id")
+            }
             _ => None,
         }
     }

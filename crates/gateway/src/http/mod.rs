@@ -5,6 +5,7 @@
 
 mod chat;
 pub mod error;
+mod feedback;
 mod meta;
 pub mod openai;
 mod route;
@@ -39,6 +40,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/route", post(route::dry_run))
+        .route("/v1/feedback", post(feedback::feedback))
+        .route("/admin/learning", get(feedback::learning))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

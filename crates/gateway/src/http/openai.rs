@@ -4,6 +4,7 @@
 //! do not interpret (tools, sampling parameters, vendor extensions) reaches
 //! the upstream untouched; a typed view checks the fields we rely on.
 
+use routemesh_common::config::{Reasoning, SystemPrompt, UpstreamFamily};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -31,6 +32,72 @@ impl ChatRequest {
 }
 
 impl ChatRequest {
+    /// Puts the decision's system prompt in: first in `messages`
+    /// (`Insert`), or instead of every `system`/`developer` message the
+    /// client sent (`Replace`).
+    pub fn set_system_prompt(&mut self, sp: &SystemPrompt) {
+        let Some(Value::Array(messages)) = self.body.get_mut("messages") else {
+            return;
+        };
+        let text = match sp {
+            SystemPrompt::Insert(t) => t,
+            SystemPrompt::Replace(t) => {
+                messages.retain(|m| {
+                    !matches!(
+                        m.get("role").and_then(Value::as_str),
+                        Some("system" | "developer")
+                    )
+                });
+                t
+            }
+        };
+        messages.insert(0, serde_json::json!({ "role": "system", "content": text }));
+    }
+
+    /// Asks for `reasoning` in the dialect of `family`, replacing what the
+    /// client asked: OpenAI-style APIs get `reasoning_effort` (`off` →
+    /// `minimal`, `on` → `medium`); vLLM gets
+    /// `chat_template_kwargs.enable_thinking` (and `reasoning_effort` too
+    /// for an effort level, which vLLM passes to models that read it).
+    pub fn set_reasoning(&mut self, reasoning: Reasoning, family: UpstreamFamily) {
+        let effort = match reasoning {
+            Reasoning::Off => "minimal",
+            Reasoning::On | Reasoning::Medium => "medium",
+            Reasoning::Low => "low",
+            Reasoning::High => "high",
+        };
+        match family {
+            UpstreamFamily::OpenAi => {
+                self.body
+                    .insert("reasoning_effort".into(), Value::String(effort.into()));
+            }
+            UpstreamFamily::Vllm => {
+                let kwargs = self
+                    .body
+                    .entry("chat_template_kwargs")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !kwargs.is_object() {
+                    *kwargs = Value::Object(Map::new());
+                }
+                if let Value::Object(k) = kwargs {
+                    k.insert(
+                        "enable_thinking".into(),
+                        Value::Bool(reasoning != Reasoning::Off),
+                    );
+                }
+                match reasoning {
+                    Reasoning::Low | Reasoning::Medium | Reasoning::High => {
+                        self.body
+                            .insert("reasoning_effort".into(), Value::String(effort.into()));
+                    }
+                    Reasoning::On | Reasoning::Off => {
+                        self.body.remove("reasoning_effort");
+                    }
+                }
+            }
+        }
+    }
+
     /// Rewrites every text in `messages` (string contents and `text` parts)
     /// for which `f` returns a replacement; returns the sum of the counts `f`
     /// reported.
@@ -179,6 +246,69 @@ mod tests {
             Err(ApiError::BadRequest { message, param }) => (message, param),
             other => panic!("expected a bad request, got {other:?}"),
         }
+    }
+
+    fn body(r: ChatRequest) -> Value {
+        serde_json::from_slice(&r.upstream_body("m").unwrap_or_default()).unwrap_or_default()
+    }
+
+    fn chat(extra: &str) -> ChatRequest {
+        parse_chat(
+            format!(
+                r#"{{"model":"auto",{extra}"messages":[
+                {{"role":"system","content":"client one"}},
+                {{"role":"user","content":"hi"}},
+                {{"role":"developer","content":"client two"}}]}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_system_prompt_is_inserted_first_or_replaces_the_clients() {
+        let mut r = chat("");
+        r.set_system_prompt(&SystemPrompt::Insert("ours".into()));
+        let roles: Vec<_> = body(r)["messages"]
+            .as_array()
+            .map(|m| m.iter().map(|x| x["content"].to_string()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            roles,
+            [r#""ours""#, r#""client one""#, r#""hi""#, r#""client two""#]
+        );
+        let mut r = chat("");
+        r.set_system_prompt(&SystemPrompt::Replace("ours".into()));
+        let b = body(r);
+        assert_eq!(b["messages"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            b["messages"][0],
+            serde_json::json!({"role": "system", "content": "ours"})
+        );
+        assert_eq!(b["messages"][1]["content"], "hi");
+    }
+
+    #[test]
+    fn reasoning_is_written_in_each_upstream_dialect() {
+        let mut r = chat(r#""reasoning_effort":"high","#);
+        r.set_reasoning(Reasoning::Off, UpstreamFamily::OpenAi);
+        assert_eq!(body(r)["reasoning_effort"], "minimal");
+        let mut r = chat(r#""chat_template_kwargs":{"foo":1},"#);
+        r.set_reasoning(Reasoning::Off, UpstreamFamily::Vllm);
+        let b = body(r);
+        assert_eq!(
+            b["chat_template_kwargs"],
+            serde_json::json!({"foo": 1, "enable_thinking": false})
+        );
+        assert!(b.get("reasoning_effort").is_none());
+        let mut r = chat("");
+        r.set_reasoning(Reasoning::High, UpstreamFamily::Vllm);
+        let b = body(r);
+        assert_eq!(b["chat_template_kwargs"]["enable_thinking"], true);
+        assert_eq!(b["reasoning_effort"], "high");
+        let mut r = chat("");
+        r.set_reasoning(Reasoning::On, UpstreamFamily::OpenAi);
+        assert_eq!(body(r)["reasoning_effort"], "medium");
     }
 
     #[test]

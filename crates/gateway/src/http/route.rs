@@ -58,8 +58,13 @@ struct DecisionView<'a> {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ActionView<'a> {
-    /// Forwarded, with these kinds of personal data replaced first.
-    Route { redact_pii: Vec<&'static str> },
+    /// Forwarded, with these kinds of personal data replaced first, to the
+    /// candidate chosen among `candidates`.
+    Route {
+        redact_pii: Vec<&'static str>,
+        reasoning: Option<&'static str>,
+        candidates: usize,
+    },
     /// Refused with this message.
     Block { message: &'a str },
 }
@@ -127,8 +132,10 @@ async fn handle(
     let config = &state.config;
     let model = plan.target.model().map(|m| config.model(m));
     let action = match &plan.target {
-        Target::Model { redact_pii, .. } => ActionView::Route {
-            redact_pii: redact_pii.iter().map(|k| k.name()).collect(),
+        Target::Model(f) => ActionView::Route {
+            redact_pii: f.redact_pii.iter().map(|k| k.name()).collect(),
+            reasoning: f.reasoning.map(|r| r.name()),
+            candidates: f.candidates,
         },
         Target::Block { message } => ActionView::Block { message },
     };

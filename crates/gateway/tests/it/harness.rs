@@ -292,6 +292,17 @@ impl Gateway {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
     }
 
+    /// GETs a path and parses the JSON body.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        Ok(reqwest::get(self.url(path)).await?.json().await?)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub async fn kill(&mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -9,6 +9,7 @@ mod api;
 mod config_cli;
 mod errors;
 mod heads;
+mod learning;
 mod mesh;
 mod openai_client;
 mod pii;

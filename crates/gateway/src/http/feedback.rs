@@ -1,0 +1,76 @@
+//! `POST /v1/feedback`: a client rates a routed answer; `GET
+//! /admin/learning`: what the learner knows.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use crate::state::AppState;
+
+/// `{"request_id": "...", "reward": 0.8}` or `{"request_id": "...", "reward": "up"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackRequest {
+    request_id: String,
+    reward: Reward,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Reward {
+    Number(f64),
+    Word(String),
+}
+
+impl Reward {
+    fn value(&self) -> Result<f64, ApiError> {
+        match self {
+            Self::Number(r) if (0.0..=1.0).contains(r) => Ok(*r),
+            Self::Word(w) if w == "up" => Ok(1.0),
+            Self::Word(w) if w == "down" => Ok(0.0),
+            Self::Number(r) => Err(ApiError::bad_request(
+                format!("reward {r} is not in [0, 1]"),
+                Some("reward".into()),
+            )),
+            Self::Word(w) => Err(ApiError::bad_request(
+                format!("reward `{w}`: use a number in [0, 1], \"up\" or \"down\""),
+                Some("reward".into()),
+            )),
+        }
+    }
+}
+
+pub(super) async fn feedback(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body =
+        body.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}"), None))?;
+    let req: FeedbackRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            format!(
+                "expected {{\"request_id\": \"<x-routemesh-request-id of the answer>\", \"reward\": 0..1 | \"up\" | \"down\"}}: {e}"
+            ),
+            None,
+        )
+    })?;
+    let reward = req.reward.value()?;
+    let routed = state.learning.feedback(&req.request_id, reward).await?;
+    Ok(Json(json!({
+        "object": "feedback",
+        "request_id": req.request_id,
+        "decision": routed.decision,
+        "model": routed.model,
+        "reward": reward,
+    })))
+}
+
+/// The learned posteriors per (decision, model), the sharing mode and the
+/// last stream sequence applied.
+pub(super) async fn learning(State(state): State<AppState>) -> Json<Value> {
+    Json(state.learning.describe())
+}
