@@ -1,4 +1,5 @@
-//! Test fixtures and benchmarks for routemesh: a FAKE OpenAI-compatible upstream (`fake`) and
+//! Test fixtures and benchmarks for routemesh: a FAKE OpenAI-compatible upstream (`fake`),
+//! the routing replay benchmark (`replay`, its upstream simulated from recorded answers) and
 //! the gateway latency benchmark (`bench`), with the `Server-Timing` parser it uses.
 #![forbid(unsafe_code)]
 
@@ -7,6 +8,7 @@ pub mod fake;
 pub mod loadgen;
 pub mod mesh_bench;
 pub mod nats_server;
+pub mod replay;
 pub mod server_timing;
 
 /// Installs rustls' `ring` crypto provider for the process (later calls are
