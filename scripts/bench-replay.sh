@@ -9,8 +9,8 @@
 #   4. writes loadtest/reports/replay/{replay.json,replay.md,cost_accuracy.svg,learning_curve.svg}
 #      and prints replay.md.
 #
-# The first run encodes every question (about 10 minutes for the 8186 training questions on
-# 2 cores) into .cache/replay/; later runs read the cache and take seconds.
+# The first run encodes every question into .cache/replay/ (25 minutes for the 8186 training
+# questions on 2 cores shared with builds); later runs read the cache and take seconds.
 #
 # Usage:  scripts/bench-replay.sh [DATA.jsonl] [extra replay flags...]
 #         DATA defaults to ../shared/data/routing/mmlu_pro_train.jsonl; the price list is

@@ -60,7 +60,7 @@ struct Cli {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Seeds per configuration (seed, seed+1, ...); results are averaged.
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = 5)]
     seeds: usize,
     /// Passes over the data, each in a fresh order, learning throughout.
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -73,7 +73,7 @@ struct Cli {
         long,
         value_name = "LIST",
         value_delimiter = ',',
-        default_value = "0,0.02,0.05,0.1,0.2,0.5,1"
+        default_value = "0,0.01,0.02,0.03,0.04,0.05,0.06,0.07,0.075,0.08,0.1,0.2,0.5,1"
     )]
     cost_weights: Vec<f64>,
     /// ε of the "cheapest model within ε of the category's best" static tables.
