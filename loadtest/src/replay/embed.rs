@@ -322,11 +322,23 @@ fn open_append(path: &Path) -> Result<std::io::BufWriter<std::fs::File>, ReplayE
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(write_err)?;
     }
-    let f = std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(path)
         .map_err(write_err)?;
+    // A run killed mid-line leaves a torn last line: end it, so the next entry stays whole.
+    let len = f.metadata().map_err(write_err)?.len();
+    if len > 0 {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::Start(len - 1)).map_err(write_err)?;
+        f.read_exact(&mut last).map_err(write_err)?;
+        if last[0] != b'\n' {
+            f.write_all(b"\n").map_err(write_err)?;
+        }
+    }
     Ok(std::io::BufWriter::new(f))
 }
 

@@ -57,7 +57,7 @@ pub struct RunResult {
     pub last_pass: Score,
     /// The last `window` queries: roughly where learning has settled.
     pub last_window: Score,
-    /// Queries refused by a block decision (counted wrong, free).
+    /// Queries of the last pass refused by a block decision (counted wrong, free).
     pub blocked: usize,
     pub curve: Vec<CurvePoint>,
     /// Decision name → use, over the last pass.
