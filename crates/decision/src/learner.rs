@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rand::Rng;
-use routemesh_common::config::{Config, DecisionAction, ModelCost, RouteAction, Selection};
+use routemesh_common::config::{Config, ModelCost, RouteAction, Selection};
 use routemesh_common::wire::OutcomeEvent;
 use serde::Serialize;
 
@@ -134,19 +134,8 @@ impl Learner {
             .map(|m| (m.name.clone(), m.cost))
             .collect();
         let mut priors: HashMap<String, HashMap<String, ArmPrior>> = HashMap::new();
-        let actions = config
-            .decisions
-            .iter()
-            .filter_map(|d| match &d.action {
-                DecisionAction::Route(a) => Some((&d.name, a)),
-                DecisionAction::Block { .. } => None,
-            })
-            .chain(std::iter::once((
-                &config.default.name,
-                &config.default.action,
-            )));
-        for (name, action) in actions {
-            let entry = priors.entry(name.clone()).or_default();
+        for (name, action) in config.route_actions() {
+            let entry = priors.entry(name.to_owned()).or_default();
             for c in &action.candidates {
                 let (model, cost) = &models[c.model.0];
                 entry.insert(

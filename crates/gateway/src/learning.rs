@@ -40,6 +40,8 @@ pub enum LearningError {
     Connect(#[from] routemesh_classifier_worker::nats::ConnectError),
     #[error("JetStream: {0}")]
     JetStream(String),
+    #[error("the task opening the learning store failed: {0}")]
+    Task(String),
 }
 
 /// Why feedback was refused.
@@ -164,7 +166,7 @@ impl Learning {
                 let (c, d) = (config.clone(), dir.clone());
                 let opened = tokio::task::spawn_blocking(move || Learner::open(&c, &d))
                     .await
-                    .map_err(|e| LearningError::JetStream(format!("store open panicked: {e}")))?;
+                    .map_err(|e| LearningError::Task(e.to_string()))?;
                 Arc::new(opened.map_err(|source| LearningError::Open {
                     dir: dir.display().to_string(),
                     source,
@@ -299,16 +301,9 @@ impl Learning {
 }
 
 fn has_thompson(config: &Config) -> bool {
-    use routemesh_common::config::{DecisionAction, Selection};
     config
-        .decisions
-        .iter()
-        .filter_map(|d| match &d.action {
-            DecisionAction::Route(a) => Some(a),
-            DecisionAction::Block { .. } => None,
-        })
-        .chain(std::iter::once(&config.default.action))
-        .any(|a| a.selection == Selection::Thompson)
+        .route_actions()
+        .any(|(_, a)| a.selection == routemesh_common::config::Selection::Thompson)
 }
 
 /// Applies the stream to the learner forever, resuming after the last

@@ -71,6 +71,20 @@ impl Config {
             })
     }
 
+    /// Every routing decision's name and action, the default's last.
+    pub fn route_actions(&self) -> impl Iterator<Item = (&str, &RouteAction)> {
+        self.decisions
+            .iter()
+            .filter_map(|d| match &d.action {
+                DecisionAction::Route(a) => Some((d.name.as_str(), a)),
+                DecisionAction::Block { .. } => None,
+            })
+            .chain(std::iter::once((
+                self.default.name.as_str(),
+                &self.default.action,
+            )))
+    }
+
     /// Whether `name` is a router alias (`auto`).
     pub fn is_alias(&self, name: &str) -> bool {
         self.router.aliases.iter().any(|a| a == name)
