@@ -39,6 +39,7 @@ pub struct Config {
     /// Taken when no decision matches.
     pub default: DefaultDecision,
     pub learning: LearningConfig,
+    pub cache: CacheConfig,
     model_index: HashMap<String, ModelId>,
 }
 
@@ -83,6 +84,13 @@ impl Config {
                 self.default.name.as_str(),
                 &self.default.action,
             )))
+    }
+
+    /// The cache policy of the routing decision named `name` (the default
+    /// included); `None` for a blocking or unknown decision. Passthrough
+    /// requests follow [`CacheConfig::passthrough`] instead.
+    pub fn cache_policy(&self, name: &str) -> Option<CachePolicy> {
+        self.route_action(name).map(|a| a.cache)
     }
 
     /// Whether `name` is a router alias (`auto`).
@@ -241,6 +249,124 @@ pub enum LearningShare {
     JetStream { stream: String, nats: NatsConfig },
 }
 
+/// `cache:` — the semantic cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// `false` when the section is absent; `true` when it is present and
+    /// does not say otherwise.
+    pub enabled: bool,
+    /// Independent shards, each with its own index; 1..=256.
+    pub shards: usize,
+    /// Most live entries per shard; the least recently used go first.
+    pub capacity: usize,
+    /// Larger responses are not stored.
+    pub max_entry_bytes: usize,
+    /// How long an entry may be served after it was stored.
+    pub ttl: Duration,
+    /// Least cosine similarity of a semantic hit, in (0, 1]; a decision
+    /// may set its own.
+    pub threshold: f32,
+    /// Longest wait for a lookup; a slower answer counts as a miss.
+    pub deadline: Duration,
+    /// sled folder for the entries; `None` keeps them in memory only.
+    pub store: Option<PathBuf>,
+    /// In (0, 1): the share of a shard's index that may be stale (evicted or
+    /// expired entries still in the graph) before the index is rebuilt.
+    pub rebuild_fraction: f64,
+    pub index: CacheIndex,
+    /// Policy for requests that name a model (no embedding exists for
+    /// them): [`CacheMode::Off`] or [`CacheMode::Exact`], never semantic.
+    pub passthrough: CacheMode,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            shards: 4,
+            capacity: 10_000,
+            max_entry_bytes: 1 << 20,
+            ttl: Duration::from_secs(3600),
+            threshold: 0.95,
+            deadline: Duration::from_millis(10),
+            store: None,
+            rebuild_fraction: 0.25,
+            index: CacheIndex::default(),
+            passthrough: CacheMode::Exact,
+        }
+    }
+}
+
+/// `cache.index:` — the HNSW index of each shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheIndex {
+    /// Links per node (HNSW `M`); 2..=256.
+    pub m: usize,
+    /// Candidates kept while inserting (`efConstruction`).
+    pub ef_construction: usize,
+    /// Candidates kept while searching (`ef`); higher finds more, slower.
+    pub ef_search: usize,
+    /// A shard with fewer live entries is searched exhaustively (exact)
+    /// rather than through the graph.
+    pub flat_below: usize,
+}
+
+impl Default for CacheIndex {
+    fn default() -> Self {
+        Self {
+            m: 16,
+            ef_construction: 100,
+            ef_search: 64,
+            flat_below: 4096,
+        }
+    }
+}
+
+/// Which cache tiers a request may be answered from (and stored in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Neither read nor written.
+    Off,
+    /// Same tenant, decision, model and context, and an identical last user
+    /// message.
+    Exact,
+    /// The exact tier, then a last user message whose embedding is at least
+    /// the threshold similar, within the same scope.
+    Semantic,
+}
+
+impl CacheMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Exact => "exact",
+            Self::Semantic => "semantic",
+        }
+    }
+}
+
+/// The cache policy of a routing decision (`cache:` on a decision or the
+/// default).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CachePolicy {
+    pub mode: CacheMode,
+    /// Similarity a semantic hit needs; `None` takes `cache.threshold`.
+    /// Only with [`CacheMode::Semantic`].
+    pub threshold: Option<f32>,
+    /// How long this decision's answers are served; `None` takes `cache.ttl`.
+    pub ttl: Option<Duration>,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self {
+            mode: CacheMode::Semantic,
+            threshold: None,
+            ttl: None,
+        }
+    }
+}
+
 /// How to reach NATS (gateway `nats:` section; worker command-line flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsConfig {
@@ -367,10 +493,13 @@ pub struct RouteAction {
     pub headers: HeaderEdits,
     /// A response slower than this counts as a failed outcome for learning.
     pub slo: Option<Duration>,
+    /// Whether and how answers are served from, and stored in, the cache.
+    pub cache: CachePolicy,
 }
 
 impl RouteAction {
-    /// One candidate, static selection, nothing changed in the request.
+    /// One candidate, static selection, nothing changed in the request,
+    /// the default cache policy.
     pub fn single(model: ModelId) -> Self {
         Self {
             candidates: vec![Candidate::new(model)],
@@ -380,6 +509,7 @@ impl RouteAction {
             system_prompt: None,
             headers: HeaderEdits::default(),
             slo: None,
+            cache: CachePolicy::default(),
         }
     }
 }

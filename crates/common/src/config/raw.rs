@@ -109,6 +109,44 @@ pub(crate) struct RawRemember {
     pub(crate) for_: Option<String>,
 }
 
+/// `cache:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCache {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) shards: Option<u64>,
+    pub(crate) capacity: Option<u64>,
+    pub(crate) max_entry_bytes: Option<RawBytes>,
+    pub(crate) ttl: Option<String>,
+    pub(crate) threshold: Option<f32>,
+    pub(crate) deadline: Option<String>,
+    pub(crate) store: Option<String>,
+    pub(crate) rebuild_fraction: Option<f64>,
+    pub(crate) index: Option<RawCacheIndex>,
+    pub(crate) passthrough: Option<String>,
+}
+
+/// `cache.index:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCacheIndex {
+    pub(crate) m: Option<u64>,
+    pub(crate) ef_construction: Option<u64>,
+    pub(crate) ef_search: Option<u64>,
+    pub(crate) flat_below: Option<u64>,
+}
+
+/// A size: `1048576` (bytes) or `1MiB`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected a size: bytes as an integer, or a string like 512KiB or 1MiB"
+)]
+pub(crate) enum RawBytes {
+    Count(u64),
+    Text(String),
+}
+
 /// `router:`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,6 +219,7 @@ pub(crate) struct RawRouteFields {
     pub(crate) system_prompt: Option<RawSystemPrompt>,
     pub(crate) headers: Option<RawHeaders>,
     pub(crate) slo: Option<String>,
+    pub(crate) cache: Option<RawCachePolicy>,
 }
 
 macro_rules! route_fields {
@@ -194,6 +233,7 @@ macro_rules! route_fields {
             system_prompt: $raw.system_prompt,
             headers: $raw.headers,
             slo: $raw.slo,
+            cache: $raw.cache,
         }
     };
 }
@@ -234,6 +274,7 @@ pub(crate) struct RawDecision {
     pub(crate) system_prompt: Option<RawSystemPrompt>,
     pub(crate) headers: Option<RawHeaders>,
     pub(crate) slo: Option<String>,
+    pub(crate) cache: Option<RawCachePolicy>,
 }
 
 /// `gpt-4o` or `{ model: gpt-4o, reasoning: high, prior: { alpha: 2, beta: 1 } }`.
@@ -285,6 +326,50 @@ pub(crate) struct RawHeaders {
     pub(crate) remove: Vec<String>,
 }
 
+/// `semantic`, or `{ mode: semantic, threshold: 0.97, ttl: 10m }`.
+#[derive(Debug)]
+pub(crate) enum RawCachePolicy {
+    Mode(String),
+    Full(RawCachePolicyFull),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCachePolicyFull {
+    pub(crate) mode: Option<String>,
+    pub(crate) threshold: Option<f32>,
+    pub(crate) ttl: Option<String>,
+}
+
+// By hand rather than `untagged`: an untagged enum reports any mistake inside
+// the map as "did not match any variant", hiding the key (`ttl`, a typo).
+impl<'de> Deserialize<'de> for RawCachePolicy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CachePolicyVisitor)
+    }
+}
+
+struct CachePolicyVisitor;
+
+impl<'de> Visitor<'de> for CachePolicyVisitor {
+    type Value = RawCachePolicy;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "off, exact or semantic, or a map like { mode: semantic, threshold: 0.97, ttl: 10m }",
+        )
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawCachePolicy, E> {
+        Ok(RawCachePolicy::Mode(v.to_owned()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawCachePolicy, A::Error> {
+        RawCachePolicyFull::deserialize(de::value::MapAccessDeserializer::new(map))
+            .map(RawCachePolicy::Full)
+    }
+}
+
 /// `any` / `true`, or a list of PII kinds.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -310,6 +395,7 @@ pub(crate) struct RawDefault {
     pub(crate) system_prompt: Option<RawSystemPrompt>,
     pub(crate) headers: Option<RawHeaders>,
     pub(crate) slo: Option<String>,
+    pub(crate) cache: Option<RawCachePolicy>,
 }
 
 /// A rule expression as written: a map with exactly one key.

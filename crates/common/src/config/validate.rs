@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::raw::{
-    RawClassifier, RawClassifierDef, RawDecision, RawDefault, RawEncoder, RawKeywordRule,
+    RawCache, RawClassifier, RawClassifierDef, RawDecision, RawDefault, RawEncoder, RawKeywordRule,
     RawLearning, RawModel, RawNats, RawRoute, RawRouter, RawServer, RawSignals, RawUpstream,
 };
 use super::{
@@ -45,6 +45,7 @@ const SECTIONS: &[&str] = &[
     "decisions",
     "default",
     "learning",
+    "cache",
 ];
 /// Names the gateway itself puts in `x-routemesh-decision`.
 const RESERVED_DECISIONS: &[&str] = &["passthrough"];
@@ -101,9 +102,11 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let learning = v
         .section::<RawLearning>(take("learning"), "learning")
         .unwrap_or_default();
+    let cache = v.section::<RawCache>(take("cache"), "cache");
 
     let server = v.server(server);
     let learning = v.learning(learning, nats.as_ref(), base_dir);
+    let cache = v.cache(cache, base_dir);
     let classifier = v.classifier(classifier, nats, base_dir, learning_uses_nats(&learning));
     let encoder = match classifier.as_ref().map(|c| &c.transport) {
         Some(Transport::Embedded) => v.encoder(encoder, base_dir).map(Some),
@@ -160,6 +163,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
             decisions,
             default,
             learning,
+            cache,
             model_index,
         }),
         _ => {
@@ -781,6 +785,7 @@ impl Validator {
     }
 }
 
+mod cache;
 mod decisions;
 
 #[cfg(test)]

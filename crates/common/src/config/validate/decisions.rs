@@ -6,8 +6,8 @@ use crate::config::raw::{
     RawReasoning, RawRouteFields, RawRoutePredicate, RawSystemPrompt,
 };
 use crate::config::{
-    Candidate, ClassifierId, DecisionAction, DecisionConfig, DefaultDecision, HeaderEdits,
-    LabelRef, ModelId, Reasoning, RouteAction, Selection, SystemPrompt,
+    CachePolicy, Candidate, ClassifierId, DecisionAction, DecisionConfig, DefaultDecision,
+    HeaderEdits, LabelRef, ModelId, Reasoning, RouteAction, Selection, SystemPrompt,
 };
 
 /// Headers a decision may not add or remove: framing, the upstream's
@@ -77,6 +77,7 @@ impl Validator {
                     ("system_prompt", route.system_prompt.is_some()),
                     ("headers", route.headers.is_some()),
                     ("slo", route.slo.is_some()),
+                    ("cache", route.cache.is_some()),
                 ];
                 for (key, set) in extra {
                     if set {
@@ -159,6 +160,10 @@ impl Validator {
             None => Some(None),
             Some(text) => self.duration(Some(text), &format!("{path}.slo")).map(Some),
         };
+        let cache = match raw.cache {
+            None => Some(CachePolicy::default()),
+            Some(c) => self.cache_policy(c, &format!("{path}.cache")),
+        };
         Some(RouteAction {
             candidates: candidates?,
             selection: selection?,
@@ -167,6 +172,7 @@ impl Validator {
             system_prompt: system_prompt?,
             headers: headers?,
             slo: slo?,
+            cache: cache?,
         })
     }
 

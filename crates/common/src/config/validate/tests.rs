@@ -11,6 +11,8 @@ use crate::rules::{Expr, Predicate};
 use crate::signals::PiiKind;
 use crate::signals::RouteId;
 
+mod cache;
+
 const EXAMPLE: &str = include_str!("../../../../../config/example.yaml");
 
 /// A small valid config that tests extend or break.
