@@ -1,7 +1,15 @@
 //! The sharded semantic cache of routemesh.
-//!
-//! Not built yet: issue 6 (shard actors with an HNSW index and an exact tier,
-//! TTL, sled persistence, tenant isolation). The crate exists so the
-//! workspace has its final shape; nothing depends on it yet.
 
 #![forbid(unsafe_code)]
+
+// wired to the actors in the next commit
+#[allow(dead_code)]
+mod index;
+#[allow(dead_code)]
+mod shard;
+mod types;
+
+pub use types::{
+    Answer, AnswerKind, CacheSettings, Hit, IndexParams, Insert, Lookup, LookupResult, Scope,
+    ScopeFilter, ShardStats, Tier,
+};
