@@ -1,15 +1,257 @@
 //! The sharded semantic cache of routemesh.
+//!
+//! A [`Cache`] handle routes each call to the shard of its scope
+//! (`scope.id() % shards`). Each shard is a ractor actor ([`actor`]) around a
+//! pure state ([`shard`]): an exact map, a vector index ([`index`]: flat scan
+//! for small scopes, hnsw_rs for big ones, tombstones and rebuilds), TTL and
+//! LRU eviction. Entries persist in sled ([`store`], one IO thread); shards
+//! load them at start and after a restart by their supervisor.
+//!
+//! **Invariant:** an answer is only ever returned for a lookup of exactly
+//! the scope it was stored under (tenant, decision, model, context).
+//! **API boundary:** answers are opaque bytes; the gateway computes keys,
+//! vectors and context fingerprints, and decides what is cacheable.
+//!
+//! A degraded cache is data, not an error: a slow shard is
+//! [`LookupResult::TimedOut`], a down one [`LookupResult::Unavailable`].
 
 #![forbid(unsafe_code)]
 
-// wired to the actors in the next commit
-#[allow(dead_code)]
+mod actor;
 mod index;
-#[allow(dead_code)]
 mod shard;
+mod store;
 mod types;
 
-pub use types::{
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+
+use crate::actor::{ShardMsg, Shared, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::store::Store;
+pub use crate::types::{
     Answer, AnswerKind, CacheSettings, Hit, IndexParams, Insert, Lookup, LookupResult, Scope,
     ScopeFilter, ShardStats, Tier,
 };
+
+/// How long admin calls (stats, invalidate, flush, shutdown) wait per shard.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The cache could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache store `{path}`: {source}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("cache settings: {0}")]
+    Settings(String),
+    #[error("cache: the shard actors did not start: {0}")]
+    Spawn(String),
+}
+
+/// Handle to the running cache; cheap to clone. Call [`Cache::shutdown`]
+/// to stop the actors and flush the store.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shards: usize,
+    shared: Arc<Shared>,
+    supervisor: ActorRef<SupervisorMsg>,
+    store: Option<Store>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("shards", &self.inner.shards)
+            .field("persistent", &self.inner.store.is_some())
+            .finish()
+    }
+}
+
+fn validate(s: &CacheSettings) -> Result<(), CacheError> {
+    let mut errors = Vec::new();
+    if s.shards == 0 {
+        errors.push("shards must be at least 1");
+    }
+    if s.capacity == 0 {
+        errors.push("capacity must be at least 1");
+    }
+    if !(s.rebuild_fraction.is_finite() && s.rebuild_fraction > 0.0) {
+        errors.push("rebuild_fraction must be a positive number");
+    }
+    if !(2..=255).contains(&s.index.m) {
+        errors.push("index.m must be between 2 and 255");
+    }
+    if s.index.ef_search == 0 || s.index.ef_construction == 0 {
+        errors.push("index.ef_search and index.ef_construction must be at least 1");
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CacheError::Settings(errors.join("; ")))
+    }
+}
+
+impl Cache {
+    /// Opens the store (if any), then starts the supervisor, which starts the
+    /// shards; each loads its entries (expired ones dropped) before this
+    /// returns.
+    pub async fn start(settings: CacheSettings) -> Result<Cache, CacheError> {
+        validate(&settings)?;
+        let (store, next_id) = match &settings.store {
+            Some(path) => {
+                let (store, next) = Store::open(path.clone()).await?;
+                (Some(store), next)
+            }
+            None => (None, 1),
+        };
+        let shards = settings.shards;
+        let shared = Arc::new(Shared::new(shards));
+        let args = SupervisorArgs {
+            settings: Arc::new(settings),
+            store: store.clone(),
+            ids: Arc::new(AtomicU64::new(next_id)),
+            shared: Arc::clone(&shared),
+        };
+        match Supervisor::spawn(None, Supervisor, args).await {
+            Ok((supervisor, _)) => Ok(Cache {
+                inner: Arc::new(Inner {
+                    shards,
+                    shared,
+                    supervisor,
+                    store,
+                }),
+            }),
+            Err(e) => {
+                if let Some(store) = &store {
+                    store.close().await;
+                }
+                Err(CacheError::Spawn(e.to_string()))
+            }
+        }
+    }
+
+    fn shard_of(&self, scope: &Scope) -> usize {
+        (scope.id() % self.inner.shards as u64) as usize
+    }
+
+    /// Exact tier, then semantic. A shard that does not answer within
+    /// `deadline` is `TimedOut`; one that is down is `Unavailable`.
+    pub async fn lookup(&self, l: Lookup, deadline: Duration) -> LookupResult {
+        let Some(actor) = self.inner.shared.shard(self.shard_of(&l.scope)) else {
+            return LookupResult::Unavailable;
+        };
+        let call = actor.call(|reply| ShardMsg::Lookup(l, reply), None);
+        match tokio::time::timeout(deadline, call).await {
+            Err(_) | Ok(Ok(CallResult::Timeout)) => LookupResult::TimedOut,
+            Ok(Ok(CallResult::Success(Some(hit)))) => LookupResult::Hit(hit),
+            Ok(Ok(CallResult::Success(None))) => LookupResult::Miss,
+            Ok(Ok(CallResult::SenderError)) | Ok(Err(_)) => LookupResult::Unavailable,
+        }
+    }
+
+    /// Stores an answer, fire and forget. Answers larger than
+    /// `max_entry_bytes` are dropped (counted in the shard's `dropped`); so
+    /// are inserts while the shard is down.
+    pub fn insert(&self, i: Insert) {
+        if let Some(actor) = self.inner.shared.shard(self.shard_of(&i.scope)) {
+            if actor.cast(ShardMsg::Insert(i)).is_err() {
+                tracing::debug!("cache: insert dropped; shard down");
+            }
+        }
+    }
+
+    /// One entry per shard, in shard order; a shard that does not answer
+    /// has `available: false`.
+    pub async fn stats(&self) -> Vec<ShardStats> {
+        let mut out = Vec::with_capacity(self.inner.shards);
+        for shard in 0..self.inner.shards {
+            let got = self.ask(shard, ShardMsg::Stats).await;
+            let mut st = got.unwrap_or(ShardStats {
+                shard,
+                ..ShardStats::default()
+            });
+            st.restarts = self.inner.shared.restarts[shard].load(Ordering::Relaxed);
+            out.push(st);
+        }
+        out
+    }
+
+    /// Removes the entries whose scope matches `f`, in memory and in the
+    /// store. Returns how many.
+    pub async fn invalidate(&self, f: &ScopeFilter) -> usize {
+        let mut n = 0;
+        for shard in 0..self.inner.shards {
+            let f = f.clone();
+            n += self
+                .ask(shard, |r| ShardMsg::Invalidate(f, r))
+                .await
+                .unwrap_or(0);
+        }
+        n
+    }
+
+    /// Removes every entry. Returns how many.
+    pub async fn flush(&self) -> usize {
+        let mut n = 0;
+        for shard in 0..self.inner.shards {
+            n += self.ask(shard, ShardMsg::Flush).await.unwrap_or(0);
+        }
+        n
+    }
+
+    /// Stops the actors and flushes the store to disk; later calls answer
+    /// `Unavailable` / nothing.
+    pub async fn shutdown(&self) {
+        let sup = &self.inner.supervisor;
+        match sup.call(SupervisorMsg::Shutdown, Some(ADMIN_TIMEOUT)).await {
+            Ok(CallResult::Success(())) => {}
+            _ => tracing::warn!("cache: supervisor did not confirm the shutdown"),
+        }
+        if let Err(e) = sup.stop_and_wait(None, Some(ADMIN_TIMEOUT)).await {
+            tracing::warn!(error = %e, "cache: supervisor did not stop in time");
+        }
+        if let Some(store) = &self.inner.store {
+            store.close().await;
+        }
+    }
+
+    /// Makes the shard's actor panic, to exercise supervision.
+    #[doc(hidden)]
+    pub fn crash_shard_for_test(&self, shard: usize) {
+        if let Some(actor) = self.inner.shared.shard(shard) {
+            let _ = actor.cast(ShardMsg::Crash);
+        }
+    }
+
+    /// Makes the shard's actor sleep for `d`, to exercise deadlines.
+    #[doc(hidden)]
+    pub fn stall_shard_for_test(&self, shard: usize, d: Duration) {
+        if let Some(actor) = self.inner.shared.shard(shard) {
+            let _ = actor.cast(ShardMsg::Stall(d));
+        }
+    }
+
+    async fn ask<R: Send + 'static>(
+        &self,
+        shard: usize,
+        msg: impl FnOnce(ractor::RpcReplyPort<R>) -> ShardMsg,
+    ) -> Option<R> {
+        let actor = self.inner.shared.shard(shard)?;
+        match actor.call(msg, Some(ADMIN_TIMEOUT)).await {
+            Ok(CallResult::Success(r)) => Some(r),
+            _ => None,
+        }
+    }
+}

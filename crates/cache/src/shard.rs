@@ -480,6 +480,7 @@ impl Shard {
         self.counters.graph_fallbacks
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

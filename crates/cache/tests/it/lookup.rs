@@ -1,0 +1,96 @@
+//! Lookups through the handle: tiers, thresholds, scopes, deadlines, limits.
+
+use super::*;
+
+#[tokio::test]
+async fn exact_then_semantic_within_the_scope_only() {
+    let cache = Cache::start(settings(4)).await.expect("start");
+    let a = scope("acme");
+    cache.insert(insert(&a, 1, Some(&[1.0, 0.0, 0.0]), "one"));
+    check(
+        &cache,
+        lookup(&a, 1, None, 0.99),
+        Some((Tier::Exact, "one")),
+    )
+    .await;
+    let h = hit(&cache, lookup(&a, 2, Some(&[1.0, 0.1, 0.0]), 0.9)).await;
+    assert_eq!(h.tier, Tier::Semantic);
+    assert!((h.similarity - unit(&[1.0, 0.1, 0.0])[0]).abs() < 1e-5);
+    check(&cache, lookup(&a, 2, Some(&[1.0, 0.5, 0.0]), 0.95), None).await;
+    for other in [
+        scope("globex"),
+        Scope {
+            decision: "chat".into(),
+            ..a.clone()
+        },
+        Scope {
+            model: "small".into(),
+            ..a.clone()
+        },
+        Scope {
+            context: 43,
+            ..a.clone()
+        },
+    ] {
+        check(&cache, lookup(&other, 1, Some(&[1.0, 0.0, 0.0]), 0.0), None).await;
+    }
+    let st = cache.stats().await;
+    assert_eq!(st.len(), 4);
+    assert_eq!(st.iter().map(|s| s.entries).sum::<usize>(), 1);
+    assert_eq!(st.iter().map(|s| s.hits).sum::<u64>(), 2);
+    cache.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_passed_deadline_is_timed_out_and_a_stopped_cache_unavailable() {
+    let cache = Cache::start(settings(1)).await.expect("start");
+    let a = scope("acme");
+    cache.insert(insert(&a, 1, None, "one"));
+    cache.stall_shard_for_test(0, Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let got = cache
+        .lookup(lookup(&a, 1, None, 0.0), Duration::from_millis(30))
+        .await;
+    assert!(matches!(got, LookupResult::TimedOut), "{got:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "a slow cache must not delay"
+    );
+    check(&cache, lookup(&a, 1, None, 0.0), Some((Tier::Exact, "one"))).await;
+    cache.shutdown().await;
+    let got = cache.lookup(lookup(&a, 1, None, 0.0), DEADLINE).await;
+    assert!(matches!(got, LookupResult::Unavailable), "{got:?}");
+    assert!(cache.stats().await.iter().all(|s| !s.available));
+}
+
+#[tokio::test]
+async fn too_large_answers_are_dropped_and_counted() {
+    let cache = Cache::start(CacheSettings {
+        max_entry_bytes: 8,
+        ..settings(1)
+    })
+    .await
+    .expect("start");
+    let a = scope("acme");
+    cache.insert(insert(&a, 1, None, "way more than eight bytes"));
+    check(&cache, lookup(&a, 1, None, 0.0), None).await;
+    assert_eq!(cache.stats().await[0].dropped, 1);
+    cache.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_settings_are_refused() {
+    for s in [
+        settings(0),
+        CacheSettings {
+            capacity: 0,
+            ..settings(1)
+        },
+        CacheSettings {
+            rebuild_fraction: f64::NAN,
+            ..settings(1)
+        },
+    ] {
+        assert!(Cache::start(s).await.is_err());
+    }
+}
