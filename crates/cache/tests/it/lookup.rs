@@ -94,3 +94,55 @@ async fn bad_settings_are_refused() {
         assert!(Cache::start(s).await.is_err());
     }
 }
+
+/// Churn past the inline limit: rebuilds run off the handler, lookups keep
+/// answering, and the graph shrinks back once they land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_rebuilds_off_the_handler_and_stays_bounded() {
+    let capacity = 1_500;
+    let cache = Cache::start(CacheSettings {
+        capacity,
+        index: routemesh_cache::IndexParams {
+            flat_below: 0,
+            ef_construction: 32,
+            ..Default::default()
+        },
+        ..settings(1)
+    })
+    .await
+    .expect("start");
+    let a = scope("acme");
+    // distinct but clustered vectors (the data of index::tests::rebuild_finds_near_duplicates)
+    let vector = |i: usize| -> Vec<f32> {
+        (0..8)
+            .map(|d| {
+                let x = ((i * 8 + d) as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    };
+    for i in 0..4 * capacity {
+        cache.insert(insert(&a, i as u128, Some(&vector(i)), "x"));
+    }
+    let last = 4 * capacity - 1;
+    check(
+        &cache,
+        lookup(&a, last as u128, None, 0.0),
+        Some((Tier::Exact, "x")),
+    )
+    .await;
+    let mut settled = None;
+    for _ in 0..200 {
+        let st = cache.stats().await.remove(0);
+        if st.rebuilds >= 1 && st.index_size as f64 <= st.entries as f64 * 1.25 + 1.0 {
+            settled = Some(st);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let st = settled.expect("a rebuild lands and the graph is bounded again");
+    assert_eq!(st.entries, capacity);
+    let h = hit(&cache, lookup(&a, u128::MAX, Some(&vector(last)), 0.999)).await;
+    assert_eq!(h.tier, Tier::Semantic);
+    cache.shutdown().await;
+}

@@ -40,3 +40,24 @@ async fn a_crashed_shard_comes_back_with_its_entries() {
     assert_eq!(cache.invalidate(&ScopeFilter::default()).await, 1);
     cache.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_memory_only_shard_restarts_empty() {
+    let cache = Cache::start(settings(1)).await.expect("start");
+    let a = scope("acme");
+    cache.insert(insert(&a, 1, None, "one"));
+    check(&cache, lookup(&a, 1, None, 0.0), Some((Tier::Exact, "one"))).await;
+    cache.crash_shard_for_test(0);
+    let mut restarted = false;
+    for _ in 0..100 {
+        let st = cache.stats().await;
+        if st[0].available && st[0].restarts == 1 {
+            restarted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(restarted, "the supervisor restarts the shard");
+    check(&cache, lookup(&a, 1, None, 0.0), None).await;
+    cache.shutdown().await;
+}
