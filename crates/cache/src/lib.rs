@@ -1,10 +1,10 @@
 //! The sharded semantic cache of routemesh.
 //!
 //! A [`Cache`] handle routes each call to the shard of its scope
-//! (`scope.id() % shards`). Each shard is a ractor actor ([`actor`]) around a
-//! pure state ([`shard`]): an exact map, a vector index ([`index`]: flat scan
+//! (`scope.id() % shards`). Each shard is a ractor actor (`actor`) around a
+//! pure state (`shard`): an exact map, a vector index (`index`: flat scan
 //! for small scopes, hnsw_rs for big ones, tombstones and rebuilds), TTL and
-//! LRU eviction. Entries persist in sled ([`store`], one IO thread); shards
+//! LRU eviction. Entries persist in sled (`store`, one IO thread); shards
 //! load them at start and after a restart by their supervisor.
 //!
 //! **Invariant:** an answer is only ever returned for a lookup of exactly
