@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod cache_bench;
 pub mod fake;
 pub mod loadgen;
 pub mod mesh_bench;
