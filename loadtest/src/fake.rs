@@ -9,7 +9,6 @@
 
 mod wire;
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -52,6 +51,9 @@ pub struct FakeConfig {
     pub seed: u64,
     /// Reply with the last user message's text instead of canned words.
     pub echo: bool,
+    /// Cut every streamed answer off (the connection breaks, no `[DONE]`)
+    /// after this many content chunks; `None` streams to the end.
+    pub break_stream_after: Option<usize>,
 }
 
 impl Default for FakeConfig {
@@ -65,6 +67,7 @@ impl Default for FakeConfig {
             error_rate: 0.0,
             seed: 0,
             echo: false,
+            break_stream_after: None,
         }
     }
 }
@@ -330,13 +333,19 @@ fn stream_reply(cfg: &FakeConfig, reply: Reply, include_usage: bool) -> Response
         ));
     }
     events.push((Duration::ZERO, "[DONE]".to_owned()));
-
-    let body = futures_util::stream::iter(events).then(|(wait, payload)| async move {
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        Ok::<_, Infallible>(Bytes::from(wire::sse_event(&payload)))
-    });
+    // The role chunk, then `n` content chunks, then a broken connection.
+    let cut = cfg.break_stream_after.map(|n| n + 1);
+    let body = futures_util::stream::iter(events.into_iter().enumerate()).then(
+        move |(i, (wait, payload))| async move {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            if cut.is_some_and(|c| i >= c) {
+                return Err(std::io::Error::other("stream cut off (break_stream_after)"));
+            }
+            Ok(Bytes::from(wire::sse_event(&payload)))
+        },
+    );
     let mut res = Response::new(Body::from_stream(body));
     let headers = res.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

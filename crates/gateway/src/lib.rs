@@ -5,12 +5,14 @@
 //! [`pipeline`] turns a request into a [`pipeline::RoutePlan`] (classify,
 //! decide, choose a candidate); [`classify`] embeds prompts in-process or
 //! through a NATS worker pool; [`learning`] turns outcomes and feedback
-//! into learner updates, locally or through JetStream; [`upstream`]
+//! into learner updates, locally or through JetStream; [`cache`] keys
+//! requests for the semantic cache and coalesces identical misses; [`upstream`]
 //! forwards to the chosen model's upstream; [`server`] wires state,
 //! listener, readiness and shutdown.
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod classify;
 pub mod config_file;
 pub mod http;

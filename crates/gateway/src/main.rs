@@ -17,8 +17,8 @@ const EXIT_CONFIG: u8 = 64;
 const EXIT_NO_MODEL: u8 = 66;
 /// Exit code when NATS cannot be reached at start (EX_UNAVAILABLE).
 const EXIT_UNAVAILABLE: u8 = 69;
-/// sysexits EX_CANTCREAT: the learning store cannot be opened (locked by
-/// another gateway, or not writable).
+/// sysexits EX_CANTCREAT: the learning or cache store cannot be opened
+/// (locked by another gateway, or not writable).
 const EXIT_CANT_CREATE: u8 = 73;
 
 /// routemesh: a semantic router for LLM traffic.
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ROUTEMESH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hnsw_rs=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -164,7 +164,10 @@ fn serve(
             eprintln!("routemesh: {e}");
             ExitCode::from(EXIT_NO_MODEL)
         }
-        Err(e @ ServeError::Learning(LearningError::Open { .. } | LearningError::Store(_))) => {
+        Err(
+            e @ (ServeError::Learning(LearningError::Open { .. } | LearningError::Store(_))
+            | ServeError::Cache(_)),
+        ) => {
             eprintln!("routemesh: {e}");
             ExitCode::from(EXIT_CANT_CREATE)
         }

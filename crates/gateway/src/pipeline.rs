@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use routemesh_classifier_worker::{EmbedTimings, PromptEmbedding};
-use routemesh_common::config::{HeaderEdits, ModelId, OnUnavailable, Reasoning, SystemPrompt};
+use routemesh_common::config::{
+    CachePolicy, HeaderEdits, ModelId, OnUnavailable, Reasoning, SystemPrompt,
+};
 use routemesh_common::{PiiKind, Signals};
 use routemesh_decision::Action;
 
@@ -61,6 +63,9 @@ pub struct Forward {
     pub slo: Option<Duration>,
     /// How many candidates the decision had (1: nothing was chosen).
     pub candidates: usize,
+    /// The decision's cache policy; `None` for passthrough (the cache
+    /// section's `passthrough` applies).
+    pub cache: Option<CachePolicy>,
 }
 
 impl Forward {
@@ -74,6 +79,7 @@ impl Forward {
             headers: HeaderEdits::default(),
             slo: None,
             candidates: 1,
+            cache: None,
         }
     }
 }
@@ -108,6 +114,8 @@ pub struct EmbeddingInfo {
     pub batch_size: usize,
     /// The NATS worker that answered; `None` in embedded mode.
     pub worker: Option<String>,
+    /// The prompt's unit-length embedding (the semantic cache's key).
+    pub vector: Vec<f32>,
 }
 
 /// Why no plan could be made.
@@ -170,6 +178,7 @@ pub async fn plan(
                     timings: e.timings,
                     batch_size: e.batch_size,
                     worker: e.worker,
+                    vector: item.vector.clone(),
                 };
                 (signals, Some(info), partial)
             }
@@ -205,6 +214,7 @@ pub async fn plan(
                     headers: action.headers.clone(),
                     slo: action.slo,
                     candidates: action.candidates.len(),
+                    cache: Some(action.cache),
                 })
             }
             Action::Block { message } => Target::Block {

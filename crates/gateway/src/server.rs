@@ -18,6 +18,7 @@ use routemesh_common::config::{ConfigError, ConfigErrors, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::cache::CacheLayer;
 use crate::classify::{Classifier, NatsPool};
 use crate::learning::{Learning, LearningError};
 use crate::state::{AppState, Ready};
@@ -58,6 +59,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("cannot start learning: {0}")]
     Learning(#[from] LearningError),
+    #[error("cannot start the cache: {0}")]
+    Cache(#[from] routemesh_cache::CacheError),
 }
 
 /// Checks that the encoder folder has its files (embedded mode), before
@@ -127,8 +130,14 @@ pub fn check_model_files(config: &Config) -> Result<(), ServeError> {
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     check_model_files(&config)?;
     let learning = Learning::start(&config).await?;
+    let cache = CacheLayer::start(&config).await?;
     let config = Arc::new(config);
-    let state = AppState::new(config.clone(), UpstreamPool::new(&config)?, learning);
+    let state = AppState::new(
+        config.clone(),
+        UpstreamPool::new(&config)?,
+        learning,
+        cache.clone(),
+    );
     let pool = match &config.classifier.transport {
         Transport::Embedded => None,
         Transport::Nats { pool, nats } => {
@@ -181,6 +190,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    if let Some(cache) = cache {
+        // Stops the shard actors and syncs the store to disk.
+        cache.cache.shutdown().await;
+    }
     match stop_rx.await {
         Ok(err) => Err(err),
         Err(_) => Ok(()),

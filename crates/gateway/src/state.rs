@@ -6,6 +6,7 @@ use routemesh_classifier_worker::SignalComputer;
 use routemesh_classifier_worker::pii::PiiDetector;
 use routemesh_common::Config;
 
+use crate::cache::CacheLayer;
 use crate::classify::Classifier;
 use crate::learning::Learning;
 use crate::upstream::UpstreamPool;
@@ -31,16 +32,24 @@ pub struct AppState {
     pub pii: Arc<PiiDetector>,
     /// Thompson-sampling state, outcomes and feedback.
     pub learning: Arc<Learning>,
+    /// The semantic cache; `None` when `cache.enabled` is false.
+    pub cache: Option<Arc<CacheLayer>>,
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, upstreams: UpstreamPool, learning: Arc<Learning>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        upstreams: UpstreamPool,
+        learning: Arc<Learning>,
+        cache: Option<Arc<CacheLayer>>,
+    ) -> Self {
         Self {
             config,
             ready: Arc::new(OnceLock::new()),
             upstreams: Arc::new(upstreams),
             pii: Arc::new(PiiDetector::new()),
             learning,
+            cache,
         }
     }
 

@@ -79,6 +79,7 @@ async fn main() -> ExitCode {
         error_rate: cli.error_rate,
         seed: cli.seed,
         echo: cli.echo,
+        break_stream_after: None,
     };
     if let Err(e) = cfg.validate() {
         eprintln!("fake-upstream: {e}");

@@ -1,7 +1,8 @@
 //! `POST /v1/chat/completions`: plan the request, forward it, relay the answer.
 //!
 //! The upstream's body is relayed as it arrives, chunk by chunk, for both
-//! streaming (SSE) and plain responses: the gateway never buffers an answer.
+//! streaming (SSE) and plain responses: the gateway never holds an answer
+//! back. A copy is kept only to fill the cache (up to its entry limit).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,10 +18,12 @@ use routemesh_common::config::HeaderEdits;
 use routemesh_common::wire::OutcomeEvent;
 
 use super::error::ApiError;
-use super::meta::{self, RequestId, Trace};
+use super::meta::{self, CacheTrace, RequestId, Trace};
+use crate::cache::{CacheLayer, CachePlan, InFlight, Joined};
 use crate::learning::Learning;
 use crate::pipeline::Target;
 use crate::state::AppState;
+use routemesh_cache::{Answer, AnswerKind, Hit, Insert, LookupResult, Tier};
 use routemesh_classifier_worker::pii;
 
 pub(super) async fn chat_completions(
@@ -64,8 +67,37 @@ async fn handle(
         started: trace.started,
     });
     if let Some(o) = &learn {
+        // A cached answer came from this same model (the model is part of
+        // the cache scope), so feedback on it teaches the right arm.
         state.learning.remember(&trace.id, &o.decision, &o.model);
     }
+
+    // The cache: answer from it, or note what to store.
+    let mut fill = None;
+    if let Some(layer) = &state.cache {
+        let policy = layer.policy(forward.cache);
+        let embedding = plan
+            .routed
+            .as_ref()
+            .and_then(|r| r.embedding.as_ref())
+            .map(|e| e.vector.as_slice());
+        let timeout = state.config.upstream(model.upstream).timeout;
+        match layer.plan(
+            &req,
+            client_headers,
+            &plan.decision,
+            &model.name,
+            policy,
+            embedding,
+        ) {
+            None => trace.cache = Some(CacheTrace::Off),
+            Some(cp) => match consult(layer, cp, timeout, trace).await {
+                Consulted::Hit(resp) => return Ok(resp),
+                Consulted::Miss(f) => fill = f,
+            },
+        }
+    }
+
     if !forward.redact_pii.is_empty() {
         let kinds = &forward.redact_pii;
         let redacted = req.redact_text(|text| {
@@ -109,10 +141,143 @@ async fn handle(
         if let Some(o) = learn {
             o.failed("upstream_error");
         }
-        return Ok(relay(upstream, None));
+        return Ok(relay(upstream, Watch::default()));
     }
-    // A 4xx other than 429 is the request's fault, not the model's.
-    Ok(relay(upstream, learn.filter(|_| status.is_success())))
+    // A 4xx other than 429 is the request's fault, not the model's; only a
+    // plain 200 is worth caching.
+    let watch = Watch {
+        outcomes: learn.filter(|_| status.is_success()),
+        fill: fill.filter(|_| status == StatusCode::OK),
+    };
+    Ok(relay(upstream, watch))
+}
+
+/// What the cache said about a request.
+enum Consulted {
+    /// Answered from the cache.
+    Hit(Response),
+    /// Go upstream; store the answer as this says (`None`: do not).
+    Miss(Option<Fill>),
+}
+
+/// Looks the request up (unless the client said `no-cache`); on a miss,
+/// waits for an identical request already calling the upstream, or becomes
+/// that request.
+async fn consult(
+    layer: &Arc<CacheLayer>,
+    cp: CachePlan,
+    upstream_timeout: Duration,
+    trace: &mut Trace,
+) -> Consulted {
+    let started = Instant::now();
+    let d = cp.directives;
+    let mut hit = None;
+    let mut leader = None;
+    if !d.no_cache {
+        hit = hit_of(layer.lookup(&cp, false).await);
+        if hit.is_none() && !d.no_store {
+            match layer.join(&cp, upstream_timeout).await {
+                Joined::Leader(guard) => leader = Some(guard),
+                Joined::Waited => hit = hit_of(layer.lookup(&cp, true).await),
+                Joined::Alone => {}
+            }
+        }
+    }
+    trace.stages.push(("cache", started.elapsed()));
+    if let Some(h) = hit {
+        trace.cache = Some(CacheTrace::Hit {
+            tier: match h.tier {
+                Tier::Exact => "exact",
+                Tier::Semantic => "semantic",
+            },
+            similarity: h.similarity,
+        });
+        return Consulted::Hit(cached_response(&h.answer));
+    }
+    trace.cache = Some(if d.no_cache {
+        CacheTrace::Bypass
+    } else {
+        CacheTrace::Miss
+    });
+    let fill = (!d.no_store).then(|| Fill {
+        layer: layer.clone(),
+        plan: cp,
+        buf: Vec::new(),
+        _leader: leader,
+    });
+    Consulted::Miss(fill)
+}
+
+fn hit_of(result: LookupResult) -> Option<Hit> {
+    match result {
+        LookupResult::Hit(h) => Some(h),
+        LookupResult::Miss | LookupResult::TimedOut | LookupResult::Unavailable => None,
+    }
+}
+
+/// A stored answer as the response to this request.
+fn cached_response(answer: &Answer) -> Response {
+    let mut resp = Response::new(Body::from(answer.body.clone()));
+    let headers = resp.headers_mut();
+    if let Ok(ct) = HeaderValue::from_str(&answer.content_type) {
+        headers.insert(header::CONTENT_TYPE, ct);
+    }
+    if answer.kind == AnswerKind::Sse {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    }
+    resp
+}
+
+/// An answer being collected for the cache as it is relayed.
+struct Fill {
+    layer: Arc<CacheLayer>,
+    plan: CachePlan,
+    buf: Vec<u8>,
+    /// Set when identical requests wait for this one: they look again when
+    /// it is dropped, which is after the insert.
+    _leader: Option<InFlight>,
+}
+
+impl Fill {
+    /// Keeps `chunk`; false once the answer is too big to store.
+    fn push(&mut self, chunk: &[u8]) -> bool {
+        if self.buf.len() + chunk.len() > self.layer.max_entry_bytes() {
+            return false;
+        }
+        self.buf.extend_from_slice(chunk);
+        true
+    }
+
+    /// Stores the answer if it is complete: valid JSON, or an event stream
+    /// that ended with `data: [DONE]`.
+    fn finish(self, content_type: Option<&str>) {
+        let content_type = content_type.unwrap_or("application/json").to_owned();
+        let kind = if content_type.starts_with("text/event-stream") {
+            AnswerKind::Sse
+        } else {
+            AnswerKind::Json
+        };
+        let complete = match kind {
+            AnswerKind::Sse => self.buf.trim_ascii_end().ends_with(b"data: [DONE]"),
+            AnswerKind::Json => serde_json::from_slice::<serde::de::IgnoredAny>(&self.buf).is_ok(),
+        };
+        if !complete {
+            tracing::debug!("incomplete answer: not cached");
+            return;
+        }
+        self.layer.cache.insert(Insert {
+            scope: self.plan.scope,
+            key: self.plan.key,
+            vector: self.plan.vector,
+            answer: Answer {
+                kind,
+                content_type,
+                body: Bytes::from(self.buf),
+            },
+            ttl: Some(self.plan.ttl),
+        });
+    }
 }
 
 /// Where a routed request's implicit outcome goes.
@@ -199,9 +364,18 @@ const NOT_RELAYED: &[HeaderName] = &[
     header::PROXY_AUTHORIZATION,
 ];
 
-/// Streams the upstream's status, headers and body back to the client;
-/// with `outcomes`, reports how the answer ended once it has.
-fn relay(upstream: reqwest::Response, outcomes: Option<Outcomes>) -> Response {
+/// What to do with an answer while it is relayed.
+#[derive(Default)]
+struct Watch {
+    /// Report how it ended (usage, SLO, a broken stream).
+    outcomes: Option<Outcomes>,
+    /// Store it in the cache once complete.
+    fill: Option<Fill>,
+}
+
+/// Streams the upstream's status, headers and body back to the client,
+/// doing what `watch` says once the answer has ended.
+fn relay(upstream: reqwest::Response, mut watch: Watch) -> Response {
     let status = upstream.status();
     let mut headers = upstream.headers().clone();
     for name in NOT_RELAYED {
@@ -216,17 +390,26 @@ fn relay(upstream: reqwest::Response, outcomes: Option<Outcomes>) -> Response {
     for name in routemesh {
         headers.remove(name);
     }
-    let sse = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let sse = content_type
+        .as_deref()
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
     if sse {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     }
-    let body = match outcomes {
-        None => Body::from_stream(upstream.bytes_stream()),
-        Some(outcomes) => Body::from_stream(observed(upstream.bytes_stream(), outcomes)),
+    // A compressed body would be stored compressed and replayed without its
+    // encoding: not cached.
+    if headers.contains_key(header::CONTENT_ENCODING) {
+        watch.fill = None;
+    }
+    let body = if watch.outcomes.is_none() && watch.fill.is_none() {
+        Body::from_stream(upstream.bytes_stream())
+    } else {
+        Body::from_stream(observed(upstream.bytes_stream(), watch, content_type))
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -237,35 +420,51 @@ fn relay(upstream: reqwest::Response, outcomes: Option<Outcomes>) -> Response {
 /// Bytes of the end of an answer kept to find its `usage`.
 const TAIL: usize = 4096;
 
-/// Passes the body through unchanged, keeping its last bytes; at the end
-/// reports the outcome (usage, SLO), or a failure if the stream broke.
-/// A client that hangs up early reports nothing.
-fn observed<S>(body: S, outcomes: Outcomes) -> impl Stream<Item = Result<Bytes, reqwest::Error>>
+/// Passes the body through unchanged, keeping its last bytes (and, to fill
+/// the cache, all of them up to the entry limit); at the end reports the
+/// outcome (usage, SLO) and stores the answer, or reports a failure if the
+/// stream broke. A client that hangs up early reports and stores nothing.
+fn observed<S>(
+    body: S,
+    watch: Watch,
+    content_type: Option<String>,
+) -> impl Stream<Item = Result<Bytes, reqwest::Error>>
 where
     S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
 {
     futures_util::stream::unfold(
-        (Box::pin(body), Some(outcomes), Vec::<u8>::new()),
-        |(mut body, mut outcomes, mut tail)| async move {
-            match body.next().await {
-                Some(Ok(chunk)) => {
-                    tail.extend_from_slice(&chunk);
-                    if tail.len() > TAIL {
-                        tail.drain(..tail.len() - TAIL);
+        (Box::pin(body), watch, Vec::<u8>::new()),
+        move |(mut body, mut watch, mut tail)| {
+            let content_type = content_type.clone();
+            async move {
+                match body.next().await {
+                    Some(Ok(chunk)) => {
+                        tail.extend_from_slice(&chunk);
+                        if tail.len() > TAIL {
+                            tail.drain(..tail.len() - TAIL);
+                        }
+                        if watch.fill.as_mut().is_some_and(|f| !f.push(&chunk)) {
+                            tracing::debug!("answer larger than cache.max_entry_bytes: not cached");
+                            watch.fill = None;
+                        }
+                        Some((Ok(chunk), (body, watch, tail)))
                     }
-                    Some((Ok(chunk), (body, outcomes, tail)))
-                }
-                Some(Err(e)) => {
-                    if let Some(o) = outcomes.take() {
-                        o.failed("upstream_error");
+                    Some(Err(e)) => {
+                        watch.fill = None;
+                        if let Some(o) = watch.outcomes.take() {
+                            o.failed("upstream_error");
+                        }
+                        Some((Err(e), (body, watch, tail)))
                     }
-                    Some((Err(e), (body, outcomes, tail)))
-                }
-                None => {
-                    if let Some(o) = outcomes.take() {
-                        o.finished(completion_tokens(&tail));
+                    None => {
+                        if let Some(f) = watch.fill.take() {
+                            f.finish(content_type.as_deref());
+                        }
+                        if let Some(o) = watch.outcomes.take() {
+                            o.finished(completion_tokens(&tail));
+                        }
+                        None
                     }
-                    None
                 }
             }
         },

@@ -41,6 +41,8 @@ pub enum ApiError {
     Upstream(#[from] UpstreamError),
     #[error("{0}")]
     Feedback(#[from] FeedbackError),
+    #[error("the cache is disabled (set `cache.enabled: true` in the config)")]
+    CacheDisabled,
 }
 
 impl From<PlanError> for ApiError {
@@ -101,6 +103,7 @@ impl ApiError {
                 "invalid_request_error",
                 "feedback_already_given",
             ),
+            Self::CacheDisabled => (S::NOT_FOUND, "invalid_request_error", "cache_disabled"),
             Self::Feedback(FeedbackError::Unavailable(_)) => (
                 S::SERVICE_UNAVAILABLE,
                 "service_unavailable",

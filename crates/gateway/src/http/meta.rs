@@ -13,7 +13,10 @@ use http::{HeaderValue, StatusCode};
 
 use super::error::ApiError;
 use super::openai::{self, ChatRequest};
-use super::{HEADER_DECISION, HEADER_DEGRADED, HEADER_MODEL, HEADER_REDACTED, HEADER_REQUEST_ID};
+use super::{
+    HEADER_CACHE, HEADER_CACHE_SIMILARITY, HEADER_CACHE_TIER, HEADER_DECISION, HEADER_DEGRADED,
+    HEADER_MODEL, HEADER_REDACTED, HEADER_REQUEST_ID,
+};
 use crate::pipeline::{self, RoutePlan};
 use crate::state::AppState;
 
@@ -29,8 +32,24 @@ pub(super) struct Trace {
     pub(super) redacted: usize,
     /// Why routing ran without embedding signals, if it did.
     pub(super) degraded: Option<&'static str>,
+    /// What the cache did; `None` when there is no cache.
+    pub(super) cache: Option<CacheTrace>,
     /// `(stage, duration)` in the order they happened.
     pub(super) stages: Vec<(&'static str, Duration)>,
+}
+
+/// What the cache did for a request (the `x-routemesh-cache*` headers).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum CacheTrace {
+    /// The decision's cache policy is `off`.
+    Off,
+    /// The client said `Cache-Control: no-cache`.
+    Bypass,
+    Miss,
+    Hit {
+        tier: &'static str,
+        similarity: f32,
+    },
 }
 
 /// The gateway's id for a request, set by [`request_id`] on every request.
@@ -58,6 +77,7 @@ impl Trace {
             model: None,
             degraded: None,
             redacted: 0,
+            cache: None,
             stages: Vec::with_capacity(4),
         }
     }
@@ -118,6 +138,17 @@ impl Trace {
         }
         if let Some(reason) = self.degraded {
             set(HEADER_DEGRADED, &format!("classify={reason}"));
+        }
+        match self.cache {
+            None => {}
+            Some(CacheTrace::Off) => set(HEADER_CACHE, "off"),
+            Some(CacheTrace::Bypass) => set(HEADER_CACHE, "bypass"),
+            Some(CacheTrace::Miss) => set(HEADER_CACHE, "miss"),
+            Some(CacheTrace::Hit { tier, similarity }) => {
+                set(HEADER_CACHE, "hit");
+                set(HEADER_CACHE_TIER, tier);
+                set(HEADER_CACHE_SIMILARITY, &format!("{similarity:.4}"));
+            }
         }
         set("server-timing", &self.server_timing());
     }

@@ -3,6 +3,7 @@
 //! The only module that knows the OpenAI wire format ([`openai`]) and maps
 //! errors to HTTP ([`error`]).
 
+mod admin;
 mod chat;
 pub mod error;
 mod feedback;
@@ -31,6 +32,13 @@ pub const HEADER_DEGRADED: &str = "x-routemesh-degraded";
 /// Response header counting pieces of personal data replaced by
 /// placeholders before the request went upstream.
 pub const HEADER_REDACTED: &str = "x-routemesh-pii-redacted";
+/// Response header saying what the cache did: `hit`, `miss`, `bypass`
+/// (`Cache-Control: no-cache`) or `off` (the decision does not cache).
+pub const HEADER_CACHE: &str = "x-routemesh-cache";
+/// On a hit: `exact` or `semantic`.
+pub const HEADER_CACHE_TIER: &str = "x-routemesh-cache-tier";
+/// On a hit: cosine similarity of the prompt to the stored one (1 for exact).
+pub const HEADER_CACHE_SIMILARITY: &str = "x-routemesh-cache-similarity";
 /// Response header carrying the gateway's id for the request.
 pub const HEADER_REQUEST_ID: &str = "x-routemesh-request-id";
 
@@ -42,6 +50,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/route", post(route::dry_run))
         .route("/v1/feedback", post(feedback::feedback))
         .route("/admin/learning", get(feedback::learning))
+        .route("/admin/cache", get(admin::cache_stats))
+        .route("/admin/cache/invalidate", post(admin::cache_invalidate))
+        .route("/admin/cache/flush", post(admin::cache_flush))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

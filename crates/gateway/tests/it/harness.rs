@@ -303,6 +303,17 @@ impl Gateway {
         Ok(())
     }
 
+    /// SIGTERM, then waits for the exit; returns the exit code.
+    pub async fn terminate(&mut self) -> Result<Option<i32>> {
+        let pid = self.child.id().context("already exited")?;
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
+        Ok(exit.code())
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -6,6 +6,7 @@
 mod harness;
 
 mod api;
+mod cache;
 mod config_cli;
 mod errors;
 mod heads;
