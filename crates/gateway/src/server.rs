@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use crate::cache::CacheLayer;
 use crate::classify::{Classifier, NatsPool};
 use crate::learning::{Learning, LearningError};
-use crate::state::{AppState, Ready};
+use crate::state::{Gateway, Ready};
 use crate::upstream::UpstreamPool;
 
 /// Route examples embedded per classifier request at start.
@@ -132,12 +132,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let learning = Learning::start(&config).await?;
     let cache = CacheLayer::start(&config).await?;
     let config = Arc::new(config);
-    let state = AppState::new(
+    let gateway = Arc::new(Gateway::new(
         config.clone(),
         UpstreamPool::new(&config)?,
         learning,
         cache.clone(),
-    );
+    ));
     let pool = match &config.classifier.transport {
         Transport::Embedded => None,
         Transport::Nats { pool, nats } => {
@@ -166,11 +166,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tracing::info!(%local, "listening; preparing the classifier");
 
     let (failed_tx, failed_rx) = oneshot::channel();
-    let starting = state.clone();
+    let starting = gateway.clone();
     tokio::spawn(async move {
-        match prepare(&starting.config, pool).await {
+        match prepare(&config, pool).await {
             Ok(ready) => {
-                let _ = starting.ready.set(ready);
+                let mut live = (*starting.live()).clone();
+                live.ready = Some(Arc::new(ready));
+                starting.replace(live);
                 announce("routemesh ready");
             }
             Err(e) => {
@@ -179,7 +181,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
     });
 
-    let app = crate::http::router(state);
+    let app = crate::http::router(gateway);
     let (stop_tx, stop_rx) = oneshot::channel::<ServeError>();
     let shutdown = async move {
         tokio::select! {
@@ -286,7 +288,7 @@ async fn prepare(config: &Config, pool: Option<NatsPool>) -> Result<Ready, Serve
     let signals = signals.with_classifiers(labels);
     let outputs = signals.classifier_names();
     Ok(Ready {
-        classifier,
+        classifier: Arc::new(classifier),
         signals,
         outputs,
     })

@@ -20,7 +20,9 @@ use http::{Method, StatusCode, Uri};
 use serde_json::json;
 
 use self::error::ApiError;
-use crate::state::AppState;
+use std::sync::Arc;
+
+use crate::state::{AppState, Gateway};
 
 /// Response header naming the decision taken (or `passthrough`).
 pub const HEADER_DECISION: &str = "x-routemesh-decision";
@@ -43,8 +45,8 @@ pub const HEADER_CACHE_SIMILARITY: &str = "x-routemesh-cache-similarity";
 pub const HEADER_REQUEST_ID: &str = "x-routemesh-request-id";
 
 /// The gateway's routes.
-pub fn router(state: AppState) -> Router {
-    let limit = state.config.server.max_body_bytes;
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let limit = gateway.live().config.server.max_body_bytes;
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/route", post(route::dry_run))
@@ -60,7 +62,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(meta::request_id))
-        .with_state(state)
+        .with_state(gateway)
 }
 
 /// `GET /v1/models`: router aliases first, then every configured model.
