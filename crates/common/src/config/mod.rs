@@ -40,6 +40,9 @@ pub struct Config {
     pub default: DefaultDecision,
     pub learning: LearningConfig,
     pub cache: CacheConfig,
+    /// API keys and the admin token; `None` (no `auth:` section): the API
+    /// and the admin endpoints are open.
+    pub auth: Option<AuthConfig>,
     model_index: HashMap<String, ModelId>,
 }
 
@@ -105,6 +108,23 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
+    /// A longer prompt (last user message, in characters) is refused with
+    /// 400 `context_length_exceeded`; `None`: only the body limit applies.
+    pub max_prompt_chars: Option<usize>,
+}
+
+/// `auth:` — where the API keys and the admin token come from. Only names
+/// and paths: the secrets are read by the gateway at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Environment variable holding `tenant:key,tenant:key`.
+    pub keys_env: Option<String>,
+    /// File of `tenant key` lines (`#` comments); at least one of the two
+    /// sources is set.
+    pub keys_file: Option<PathBuf>,
+    /// Environment variable holding the admin token; `None`: the admin
+    /// endpoints are refused.
+    pub admin_token_env: Option<String>,
 }
 
 /// `classifier:` — where prompts are embedded and what happens when that fails.

@@ -17,6 +17,16 @@ use serde_yaml_ng::Value;
 pub(crate) struct RawServer {
     pub(crate) listen: Option<String>,
     pub(crate) max_body_bytes: Option<u64>,
+    pub(crate) max_prompt_chars: Option<u64>,
+}
+
+/// `auth:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub(crate) keys_env: Option<String>,
+    pub(crate) keys_file: Option<String>,
+    pub(crate) admin_token_env: Option<String>,
 }
 
 /// `encoder:`

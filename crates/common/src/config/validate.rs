@@ -10,6 +10,7 @@ use regex::RegexBuilder;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
+use super::raw::RawAuth;
 use super::raw::{
     RawCache, RawClassifier, RawClassifierDef, RawDecision, RawDefault, RawEncoder, RawKeywordRule,
     RawLearning, RawModel, RawNats, RawRoute, RawRouter, RawServer, RawSignals, RawUpstream,
@@ -46,6 +47,7 @@ const SECTIONS: &[&str] = &[
     "default",
     "learning",
     "cache",
+    "auth",
 ];
 /// Names the gateway itself puts in `x-routemesh-decision`.
 const RESERVED_DECISIONS: &[&str] = &["passthrough"];
@@ -103,10 +105,12 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
         .section::<RawLearning>(take("learning"), "learning")
         .unwrap_or_default();
     let cache = v.section::<RawCache>(take("cache"), "cache");
+    let auth = v.section::<RawAuth>(take("auth"), "auth");
 
     let server = v.server(server);
     let learning = v.learning(learning, nats.as_ref(), base_dir);
     let cache = v.cache(cache, base_dir);
+    let auth = v.auth(auth, base_dir);
     let classifier = v.classifier(classifier, nats, base_dir, learning_uses_nats(&learning));
     let encoder = match classifier.as_ref().map(|c| &c.transport) {
         Some(Transport::Embedded) => v.encoder(encoder, base_dir).map(Some),
@@ -164,6 +168,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
             default,
             learning,
             cache,
+            auth,
             model_index,
         }),
         _ => {
@@ -309,9 +314,11 @@ impl Validator {
                 format!("{max_body} is too small; use at least 1024"),
             );
         }
+        let max_prompt_chars = self.max_prompt_chars(raw.max_prompt_chars);
         Some(ServerConfig {
             listen: listen?,
             max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+            max_prompt_chars,
         })
     }
 
@@ -785,6 +792,7 @@ impl Validator {
     }
 }
 
+mod auth;
 mod cache;
 mod decisions;
 

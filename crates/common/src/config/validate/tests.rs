@@ -11,6 +11,7 @@ use crate::rules::{Expr, Predicate};
 use crate::signals::PiiKind;
 use crate::signals::RouteId;
 
+mod auth;
 mod cache;
 
 const EXAMPLE: &str = include_str!("../../../../../config/example.yaml");
