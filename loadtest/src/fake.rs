@@ -54,6 +54,12 @@ pub struct FakeConfig {
     /// Cut every streamed answer off (the connection breaks, no `[DONE]`)
     /// after this many content chunks; `None` streams to the end.
     pub break_stream_after: Option<usize>,
+    /// Answer the first `count` chat requests with HTTP `status` (an
+    /// OpenAI-style error body), then normally: a flaky upstream.
+    pub fail_first: Option<(u32, u16)>,
+    /// The first this many streamed answers send their headers and then
+    /// break the connection before any body byte.
+    pub break_first_streams: u32,
 }
 
 impl Default for FakeConfig {
@@ -68,6 +74,8 @@ impl Default for FakeConfig {
             seed: 0,
             echo: false,
             break_stream_after: None,
+            fail_first: None,
+            break_first_streams: 0,
         }
     }
 }
@@ -81,6 +89,8 @@ pub enum FakeConfigError {
     ErrorRate(f64),
     #[error("tokens per second {0} must be a finite number >= 0")]
     TokensPerSec(f64),
+    #[error("fail_first status {0} is not an HTTP error status (400..=599)")]
+    FailStatus(u16),
 }
 
 impl FakeConfig {
@@ -92,6 +102,11 @@ impl FakeConfig {
         }
         if !self.tokens_per_sec.is_finite() || self.tokens_per_sec < 0.0 {
             return Err(FakeConfigError::TokensPerSec(self.tokens_per_sec));
+        }
+        if let Some((_, status)) = self.fail_first {
+            if !(400..=599).contains(&status) {
+                return Err(FakeConfigError::FailStatus(status));
+            }
         }
         Ok(())
     }
@@ -119,6 +134,8 @@ impl FakeConfig {
 struct Fake {
     cfg: FakeConfig,
     requests: AtomicU64,
+    /// Streamed answers started (for `break_first_streams`).
+    streams: AtomicU64,
     /// The `Authorization` header of the last chat request (a fixture may
     /// show it: tests check that the gateway sends the configured key).
     last_authorization: Mutex<Option<String>>,
@@ -150,6 +167,7 @@ pub fn router(cfg: FakeConfig) -> Result<Router, FakeConfigError> {
     let fake = Arc::new(Fake {
         rng: Mutex::new(StdRng::seed_from_u64(cfg.seed)),
         requests: AtomicU64::new(0),
+        streams: AtomicU64::new(0),
         last_authorization: Mutex::new(None),
         last_request: Mutex::new(None),
         cfg,
@@ -240,6 +258,16 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
     if !fake.cfg.latency.is_zero() {
         tokio::time::sleep(fake.cfg.latency).await;
     }
+    if let Some((count, status)) = fake.cfg.fail_first {
+        if seq <= u64::from(count) {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let message = format!(
+                "Injected failure {seq} of {count} from fake upstream `{}`.",
+                fake.cfg.name
+            );
+            return error(status, &message, "server_error", None, None);
+        }
+    }
     if fail {
         let message = format!("Injected failure from fake upstream `{}`.", fake.cfg.name);
         return error(
@@ -252,6 +280,10 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
     }
     let reply = Reply::new(&fake.cfg, &request, seq);
     if request.is_stream() {
+        let n = fake.streams.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= u64::from(fake.cfg.break_first_streams) {
+            return broken_stream();
+        }
         stream_reply(&fake.cfg, reply, request.include_usage())
     } else {
         let wait = fake.cfg.token_time(reply.pieces.len());
@@ -350,6 +382,22 @@ fn stream_reply(cfg: &FakeConfig, reply: Reply, include_usage: bool) -> Response
     let headers = res.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// An SSE response whose connection breaks after the headers, before any
+/// body byte.
+fn broken_stream() -> Response {
+    let body = futures_util::stream::once(async {
+        // Let the headers go out first.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Err::<Bytes, _>(std::io::Error::other(
+            "stream cut off (break_first_streams)",
+        ))
+    });
+    let mut res = Response::new(Body::from_stream(body));
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     res
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use routemesh_classifier_worker::{EmbedTimings, PromptEmbedding};
 use routemesh_common::config::{
-    CachePolicy, HeaderEdits, ModelId, OnUnavailable, Reasoning, SystemPrompt,
+    CachePolicy, Candidate, HeaderEdits, ModelId, OnUnavailable, Reasoning, SystemPrompt,
 };
 use routemesh_common::{PiiKind, Signals};
 use routemesh_decision::Action;
@@ -63,6 +63,9 @@ pub struct Forward {
     pub slo: Option<Duration>,
     /// How many candidates the decision had (1: nothing was chosen).
     pub candidates: usize,
+    /// The decision's other candidates, tried in this order when every
+    /// endpoint of `model` fails (config order; empty for passthrough).
+    pub fallbacks: Vec<Candidate>,
     /// The decision's cache policy; `None` for passthrough (the cache
     /// section's `passthrough` applies).
     pub cache: Option<CachePolicy>,
@@ -79,6 +82,7 @@ impl Forward {
             headers: HeaderEdits::default(),
             slo: None,
             candidates: 1,
+            fallbacks: Vec::new(),
             cache: None,
         }
     }
@@ -214,6 +218,13 @@ pub async fn plan(
                     headers: action.headers.clone(),
                     slo: action.slo,
                     candidates: action.candidates.len(),
+                    fallbacks: action
+                        .candidates
+                        .iter()
+                        .enumerate()
+                        .filter(|&(j, _)| j != i)
+                        .map(|(_, c)| *c)
+                        .collect(),
                     cache: Some(action.cache),
                 })
             }

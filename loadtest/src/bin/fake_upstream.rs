@@ -47,6 +47,24 @@ struct Cli {
     /// Reply with the text of the last user message instead of canned words.
     #[arg(long)]
     echo: bool,
+    /// Answer the first N chat requests with HTTP STATUS, then normally: `N:STATUS`,
+    /// e.g. `2:503`.
+    #[arg(long, value_name = "N:STATUS", value_parser = count_status)]
+    fail_first: Option<(u32, u16)>,
+    /// The first N streamed answers break after their headers, before any body byte.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    break_first_streams: u32,
+}
+
+fn count_status(s: &str) -> Result<(u32, u16), String> {
+    let (n, status) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not N:STATUS"))?;
+    let n = n.parse().map_err(|e| format!("count `{n}`: {e}"))?;
+    let status = status
+        .parse()
+        .map_err(|e| format!("status `{status}`: {e}"))?;
+    Ok((n, status))
 }
 
 fn non_negative(s: &str) -> Result<f64, String> {
@@ -80,6 +98,8 @@ async fn main() -> ExitCode {
         seed: cli.seed,
         echo: cli.echo,
         break_stream_after: None,
+        fail_first: cli.fail_first,
+        break_first_streams: cli.break_first_streams,
     };
     if let Err(e) = cfg.validate() {
         eprintln!("fake-upstream: {e}");

@@ -7,6 +7,7 @@
 //! in one [`ConfigErrors`].
 
 mod raw;
+mod upstream;
 mod validate;
 
 use std::collections::HashMap;
@@ -20,6 +21,9 @@ use regex::Regex;
 use crate::rules::Expr;
 use crate::signals::PiiKind;
 
+pub use upstream::{
+    BreakerConfig, RetryPolicy, UpstreamConfig, UpstreamEndpoint, UpstreamFamily, UpstreamTimeouts,
+};
 pub use validate::parse;
 
 /// The validated configuration of a gateway.
@@ -175,29 +179,6 @@ pub struct UpstreamId(pub usize);
 /// Index into [`Config::models`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ModelId(pub usize);
-
-/// One OpenAI-compatible upstream (a vLLM server, a hosted API).
-#[derive(Debug, Clone)]
-pub struct UpstreamConfig {
-    pub name: String,
-    /// Base URL without a trailing slash, e.g. `http://10.0.0.5:8000/v1`.
-    pub base_url: String,
-    /// Environment variable holding the API key, sent as a bearer token.
-    pub api_key_env: Option<String>,
-    /// Longest wait for the upstream's response headers.
-    pub timeout: Duration,
-    /// Which API dialect it speaks beyond the common OpenAI subset.
-    pub family: UpstreamFamily,
-}
-
-/// The dialect of an upstream, for the parameters that differ between them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamFamily {
-    /// OpenAI and compatible hosted APIs: `reasoning_effort`.
-    OpenAi,
-    /// vLLM (and SGLang): `chat_template_kwargs.enable_thinking`.
-    Vllm,
-}
 
 /// A model clients can name, served by one upstream.
 #[derive(Debug, Clone)]

@@ -73,10 +73,50 @@ pub(crate) struct RawTls {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawUpstream {
     pub(crate) name: String,
-    pub(crate) base_url: String,
+    pub(crate) base_url: Option<String>,
+    pub(crate) endpoints: Option<Vec<RawEndpoint>>,
     pub(crate) api_key_env: Option<String>,
+    /// The same as `timeouts.first_byte` (kept from before `timeouts:`).
     pub(crate) timeout: Option<String>,
+    pub(crate) timeouts: Option<RawTimeouts>,
+    pub(crate) retries: Option<RawRetries>,
+    pub(crate) breaker: Option<RawBreaker>,
     pub(crate) family: Option<String>,
+}
+
+/// `upstreams[].endpoints[]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEndpoint {
+    pub(crate) url: String,
+    pub(crate) weight: Option<u32>,
+}
+
+/// `upstreams[].timeouts:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    pub(crate) connect: Option<String>,
+    pub(crate) first_byte: Option<String>,
+    pub(crate) total: Option<String>,
+}
+
+/// `upstreams[].retries:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetries {
+    pub(crate) attempts: Option<u32>,
+    pub(crate) backoff: Option<String>,
+    pub(crate) max_backoff: Option<String>,
+}
+
+/// `upstreams[].breaker:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreaker {
+    pub(crate) failures: Option<u32>,
+    pub(crate) open_for: Option<String>,
+    pub(crate) probes: Option<u32>,
 }
 
 /// One item of `models:`

@@ -19,7 +19,7 @@ use super::{
     ClassifierConfig, ClassifierDef, Config, ConfigError, ConfigErrors, EncoderConfig, KeywordRule,
     LabelRef, LearningConfig, LearningShare, ModelConfig, ModelCost, ModelId, NatsConfig,
     OnUnavailable, RouteConfig, RouterConfig, ServerConfig, SignalsConfig, Transport,
-    UpstreamConfig, UpstreamFamily, UpstreamId,
+    UpstreamConfig, UpstreamId,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -28,7 +28,6 @@ const DEFAULT_MAX_TOKENS: u32 = 256;
 /// BERT-family encoders have 512 position embeddings.
 const MAX_ENCODER_TOKENS: u32 = 512;
 const DEFAULT_MAX_BATCH: u32 = 32;
-const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_ROUTE_THRESHOLD: f32 = 0.5;
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
 /// Completion tokens a model is expected to write before outcomes say otherwise.
@@ -449,54 +448,6 @@ impl Validator {
         })
     }
 
-    fn upstreams(&mut self, raw: Vec<(String, RawUpstream)>) -> Vec<UpstreamConfig> {
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for (path, u) in raw {
-            self.unique(&mut seen, &u.name, &path);
-            let base_url = u.base_url.trim_end_matches('/').to_owned();
-            if !(base_url.starts_with("http://") || base_url.starts_with("https://"))
-                || base_url.len() <= "https://".len()
-            {
-                self.error(
-                    &format!("{path}.base_url"),
-                    format!("`{}` is not an http:// or https:// URL", u.base_url),
-                );
-            }
-            if let Some(env) = &u.api_key_env {
-                let valid = !env.is_empty()
-                    && env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    && !env.starts_with(|c: char| c.is_ascii_digit());
-                if !valid {
-                    self.error(
-                        &format!("{path}.api_key_env"),
-                        format!("`{env}` is not an environment variable name"),
-                    );
-                }
-            }
-            let timeout = self.duration(u.timeout.as_deref(), &format!("{path}.timeout"));
-            let family = match u.family.as_deref() {
-                None | Some("openai") => UpstreamFamily::OpenAi,
-                Some("vllm") => UpstreamFamily::Vllm,
-                Some(other) => {
-                    self.error(
-                        &format!("{path}.family"),
-                        format!("`{other}`: use openai (hosted APIs) or vllm (vLLM, SGLang)"),
-                    );
-                    UpstreamFamily::OpenAi
-                }
-            };
-            out.push(UpstreamConfig {
-                name: u.name,
-                base_url,
-                api_key_env: u.api_key_env,
-                timeout: timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT),
-                family,
-            });
-        }
-        out
-    }
-
     fn learning(
         &mut self,
         raw: RawLearning,
@@ -795,6 +746,7 @@ impl Validator {
 mod auth;
 mod cache;
 mod decisions;
+mod upstreams;
 
 #[cfg(test)]
 mod tests;

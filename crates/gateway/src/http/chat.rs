@@ -14,15 +14,17 @@ use axum::extract::rejection::BytesRejection;
 use axum::response::Response;
 use futures_util::{Stream, StreamExt as _};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use routemesh_common::config::HeaderEdits;
+use routemesh_common::config::{Candidate, HeaderEdits, ModelConfig, Reasoning};
 use routemesh_common::wire::OutcomeEvent;
 
 use super::error::ApiError;
 use super::meta::{self, CacheTrace, RequestId, Trace};
+use super::openai::ChatRequest;
 use crate::cache::{CacheLayer, CachePlan, InFlight, Joined};
 use crate::learning::Learning;
 use crate::pipeline::Target;
 use crate::state::AppState;
+use crate::upstream::{BodyError, BodyStream, Failure, Outgoing, Reply};
 use routemesh_cache::{Answer, AnswerKind, Hit, Insert, LookupResult, Tier};
 use routemesh_classifier_worker::pii;
 
@@ -81,7 +83,7 @@ async fn handle(
             .as_ref()
             .and_then(|r| r.embedding.as_ref())
             .map(|e| e.vector.as_slice());
-        let timeout = state.config.upstream(model.upstream).timeout;
+        let timeout = state.config.upstream(model.upstream).timeouts.first_byte;
         match layer.plan(
             &req,
             client_headers,
@@ -114,29 +116,83 @@ async fn handle(
     if let Some(sp) = &forward.system_prompt {
         req.set_system_prompt(sp);
     }
-    if let Some(r) = forward.reasoning {
-        req.set_reasoning(r, state.config.upstream(model.upstream).family);
-    }
-    let upstream_body = req
-        .upstream_body(&model.upstream_model)
-        .map_err(|e| ApiError::bad_request(format!("cannot re-encode the request: {e}"), None))?;
     let headers = forwarded_headers(client_headers, &forward.headers);
-    let started = Instant::now();
-    let sent = state
-        .upstreams
-        .send_chat(model.upstream, upstream_body.into(), headers)
-        .await;
-    trace.stages.push(("upstream", started.elapsed()));
-    let upstream = match sent {
-        Ok(u) => u,
-        Err(e) => {
-            if let Some(o) = learn {
-                o.failed("upstream_error");
-            }
-            return Err(e.into());
-        }
+    let chosen = Candidate {
+        reasoning: forward.reasoning,
+        ..Candidate::new(forward.model)
     };
-    let status = upstream.status();
+    let started = Instant::now();
+    let upstream_started = tokio::time::Instant::now();
+    let mut last = None;
+    let mut answered = None;
+    for (n, c) in std::iter::once(chosen)
+        .chain(forward.fallbacks.iter().copied())
+        .enumerate()
+    {
+        let m = state.config.model(c.model);
+        if n > 0 {
+            metrics::counter!("routemesh_upstream_fallbacks_total", "decision" => plan.decision.clone())
+                .increment(1);
+            tracing::info!(
+                request_id = %trace.id,
+                decision = %plan.decision,
+                model = %m.name,
+                "falling back to the next candidate model"
+            );
+        }
+        trace.model = Some(m.name.clone());
+        let out = Outgoing {
+            body: upstream_body(&req, m, c.reasoning, state)?,
+            headers: headers.clone(),
+        };
+        match state
+            .upstreams
+            .forward(m.upstream, &out, upstream_started)
+            .await
+        {
+            Ok(answer) => {
+                answered = Some((c.model, answer));
+                break;
+            }
+            Err(failure) => {
+                if let Some(o) = &learn {
+                    o.for_model(&m.name).failed("upstream_error");
+                }
+                last = Some(failure);
+            }
+        }
+    }
+    trace.stages.push(("upstream", started.elapsed()));
+    let Some((answered_by, upstream)) = answered else {
+        return match last {
+            Some(Failure::Status {
+                status,
+                headers,
+                body,
+            }) => {
+                let body: BodyStream = Box::pin(futures_util::stream::iter([Ok(body)]));
+                let reply = Reply {
+                    status,
+                    headers,
+                    body,
+                };
+                Ok(relay(reply, Watch::default()))
+            }
+            Some(Failure::Error(e)) => Err(e.into()),
+            None => Err(ApiError::bad_request("the decision has no candidate", None)),
+        };
+    };
+    let mut learn = learn;
+    if answered_by != forward.model {
+        // The answer is another model's: the cache scope named the first.
+        fill = None;
+        let name = &state.config.model(answered_by).name;
+        learn = learn.map(|o| o.for_model(name));
+        if let Some(o) = &learn {
+            state.learning.remember(&trace.id, &o.decision, &o.model);
+        }
+    }
+    let status = upstream.status;
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         if let Some(o) = learn {
             o.failed("upstream_error");
@@ -150,6 +206,23 @@ async fn handle(
         fill: fill.filter(|_| status == StatusCode::OK),
     };
     Ok(relay(upstream, watch))
+}
+
+/// The body for candidate `model`: its reasoning in its upstream's dialect,
+/// `model` rewritten to its upstream name.
+fn upstream_body(
+    req: &ChatRequest,
+    model: &ModelConfig,
+    reasoning: Option<Reasoning>,
+    state: &AppState,
+) -> Result<Bytes, ApiError> {
+    let mut req = req.clone();
+    if let Some(r) = reasoning {
+        req.set_reasoning(r, state.config.upstream(model.upstream).family);
+    }
+    req.upstream_body(&model.upstream_model)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::bad_request(format!("cannot re-encode the request: {e}"), None))
 }
 
 /// What the cache said about a request.
@@ -281,6 +354,7 @@ impl Fill {
 }
 
 /// Where a routed request's implicit outcome goes.
+#[derive(Clone)]
 struct Outcomes {
     learning: Arc<Learning>,
     decision: String,
@@ -290,6 +364,14 @@ struct Outcomes {
 }
 
 impl Outcomes {
+    /// The same request's outcome for another candidate model.
+    fn for_model(&self, model: &str) -> Self {
+        Self {
+            model: model.to_owned(),
+            ..self.clone()
+        }
+    }
+
     /// Reward 0: the model did not answer.
     fn failed(self, source: &str) {
         let event = OutcomeEvent::new(self.decision, self.model, Some(0.0), source);
@@ -375,9 +457,9 @@ struct Watch {
 
 /// Streams the upstream's status, headers and body back to the client,
 /// doing what `watch` says once the answer has ended.
-fn relay(upstream: reqwest::Response, mut watch: Watch) -> Response {
-    let status = upstream.status();
-    let mut headers = upstream.headers().clone();
+fn relay(upstream: Reply, mut watch: Watch) -> Response {
+    let status = upstream.status;
+    let mut headers = upstream.headers;
     for name in NOT_RELAYED {
         headers.remove(name);
     }
@@ -407,9 +489,9 @@ fn relay(upstream: reqwest::Response, mut watch: Watch) -> Response {
         watch.fill = None;
     }
     let body = if watch.outcomes.is_none() && watch.fill.is_none() {
-        Body::from_stream(upstream.bytes_stream())
+        Body::from_stream(upstream.body)
     } else {
-        Body::from_stream(observed(upstream.bytes_stream(), watch, content_type))
+        Body::from_stream(observed(upstream.body, watch, content_type))
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -428,9 +510,9 @@ fn observed<S>(
     body: S,
     watch: Watch,
     content_type: Option<String>,
-) -> impl Stream<Item = Result<Bytes, reqwest::Error>>
+) -> impl Stream<Item = Result<Bytes, BodyError>>
 where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+    S: Stream<Item = Result<Bytes, BodyError>> + Send + 'static,
 {
     futures_util::stream::unfold(
         (Box::pin(body), watch, Vec::<u8>::new()),

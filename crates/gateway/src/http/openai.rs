@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 
 /// A validated chat-completions request.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ChatRequest {
     /// The request as sent; forwarded with `model` rewritten.
     pub body: Map<String, Value>,

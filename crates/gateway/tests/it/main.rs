@@ -16,3 +16,4 @@ mod openai_client;
 mod pii;
 mod routing;
 mod streaming;
+mod upstream;

@@ -13,6 +13,7 @@ use crate::signals::RouteId;
 
 mod auth;
 mod cache;
+mod upstreams;
 
 const EXAMPLE: &str = include_str!("../../../../../config/example.yaml");
 
@@ -70,7 +71,7 @@ fn shipped_example_config_is_valid() {
 fn base_config_resolves_names_and_defaults() {
     let c = ok(BASE);
     assert_eq!(
-        c.upstreams[0].base_url, "http://127.0.0.1:9000/v1",
+        c.upstreams[0].endpoints[0].url, "http://127.0.0.1:9000/v1",
         "trailing slash trimmed"
     );
     let encoder = c
