@@ -233,6 +233,15 @@ pub async fn barrier(cache: &routemesh_cache::Cache) -> Result<StatsSum, CacheBe
     Err(CacheBenchError::Barrier(TRIES))
 }
 
+/// The 1-minute load average (`/proc/loadavg`), or `unknown`: other work on the machine moves
+/// the numbers, so every case records it when it ends.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 /// A latency histogram in microseconds.
 pub fn histogram() -> Result<Histogram<u64>, CacheBenchError> {
     Ok(Histogram::new_with_bounds(1, MAX_MICROS, 3)?)

@@ -98,6 +98,9 @@ pub struct ChurnResult {
     pub plateau: Option<Plateau>,
     pub final_stats: StatsSum,
     pub samples: Vec<Sample>,
+    /// 1-minute load average when the case ended.
+    #[serde(default)]
+    pub load_average: String,
 }
 
 #[derive(Debug, Default)]
@@ -273,6 +276,7 @@ pub async fn run(spec: &ChurnSpec) -> Result<ChurnResult, CacheBenchError> {
         plateau: full_since.and_then(|f| plateau(&samples, f)),
         final_stats,
         samples,
+        load_average: super::load_average(),
     })
 }
 

@@ -252,6 +252,10 @@ pub fn queries(stored: &Vectors, q: usize, cos_range: (f32, f32), rng: &mut StdR
     out
 }
 
+/// Queries compared with each stored vector while it is in cache: the scan is memory-bound
+/// otherwise (every query would stream all stored vectors from RAM).
+const EXACT_BLOCK: usize = 32;
+
 /// The exact nearest stored vector (highest dot product) of every query, and its similarity;
 /// brute force over `threads` threads.
 pub fn exact_nearest(stored: &Vectors, queries: &Vectors, threads: usize) -> Vec<(usize, f32)> {
@@ -261,12 +265,15 @@ pub fn exact_nearest(stored: &Vectors, queries: &Vectors, threads: usize) -> Vec
     std::thread::scope(|s| {
         for (chunk_no, chunk) in out.chunks_mut(per).enumerate() {
             s.spawn(move || {
-                for (k, slot) in chunk.iter_mut().enumerate() {
-                    let query = queries.get(chunk_no * per + k);
+                for (block_no, block) in chunk.chunks_mut(EXACT_BLOCK).enumerate() {
+                    let first = chunk_no * per + block_no * EXACT_BLOCK;
                     for i in 0..stored.len() {
-                        let d = dot(query, stored.get(i));
-                        if d > slot.1 {
-                            *slot = (i, d);
+                        let v = stored.get(i);
+                        for (k, slot) in block.iter_mut().enumerate() {
+                            let d = dot(queries.get(first + k), v);
+                            if d > slot.1 {
+                                *slot = (i, d);
+                            }
                         }
                     }
                 }

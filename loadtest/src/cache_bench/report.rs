@@ -266,7 +266,7 @@ impl Report {
         for r in self.sized.iter().filter(|r| !r.spec.store) {
             writeln!(
                 s,
-                "| {} | {} | {:.3} | {:.3} | {:.3} | {} | {} | {:.0} → {:.0} | {:.0} |",
+                "| {} | {} | {:.3} | {:.3} | {:.3} | {} | {} | {:.0} → {:.0} | {:.0} | {} |",
                 r.spec.size,
                 index_name(r),
                 r.recall.mean_source_cos,
@@ -277,6 +277,7 @@ impl Report {
                 mb(r.memory.rss_before),
                 mb(r.memory.rss_after),
                 mb(r.memory.rss_peak),
+                r.load_average,
             )?;
         }
         writeln!(s)
@@ -397,8 +398,8 @@ fn churn(s: &mut String, c: &ChurnResult) -> std::fmt::Result {
     )?;
     writeln!(
         s,
-        "- throughput: {:.0} ops/s ({} lookups, {} inserts in {:.0} s)",
-        c.ops_per_sec, c.lookups, c.inserts, c.secs
+        "- throughput: {:.0} ops/s ({} lookups, {} inserts in {:.0} s); load average at the end {}",
+        c.ops_per_sec, c.lookups, c.inserts, c.secs, c.load_average
     )?;
     writeln!(
         s,

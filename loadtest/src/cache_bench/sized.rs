@@ -130,6 +130,9 @@ pub struct SizedResult {
     pub shutdown_secs: f64,
     /// Size of the sled folder after shutdown.
     pub store_bytes_on_disk: Option<u64>,
+    /// 1-minute load average when the case ended.
+    #[serde(default)]
+    pub load_average: String,
 }
 
 fn scope() -> Scope {
@@ -315,6 +318,7 @@ pub async fn run(spec: &SizedSpec) -> Result<SizedResult, CacheBenchError> {
         recall,
         shutdown_secs,
         store_bytes_on_disk,
+        load_average: super::load_average(),
     })
 }
 
