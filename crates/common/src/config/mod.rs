@@ -44,6 +44,8 @@ pub struct Config {
     pub default: DefaultDecision,
     pub learning: LearningConfig,
     pub cache: CacheConfig,
+    /// The Prometheus listener; `None` (no `metrics:` section): no exporter.
+    pub metrics: Option<MetricsConfig>,
     /// API keys and the admin token; `None` (no `auth:` section): the API
     /// and the admin endpoints are open.
     pub auth: Option<AuthConfig>,
@@ -248,6 +250,13 @@ pub enum LearningShare {
     Local,
     /// Published to a JetStream stream; every gateway applies every event.
     JetStream { stream: String, nats: NatsConfig },
+}
+
+/// `metrics:` — Prometheus exposition on a listener of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served (port 0: any free port).
+    pub listen: SocketAddr,
 }
 
 /// `cache:` — the semantic cache.

@@ -176,6 +176,13 @@ pub(crate) struct RawCache {
     pub(crate) passthrough: Option<String>,
 }
 
+/// `metrics:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub(crate) listen: Option<String>,
+}
+
 /// `cache.index:`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

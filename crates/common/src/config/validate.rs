@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::raw::RawAuth;
+use super::raw::RawMetrics;
 use super::raw::{
     RawCache, RawClassifier, RawClassifierDef, RawDecision, RawDefault, RawEncoder, RawKeywordRule,
     RawLearning, RawModel, RawNats, RawRoute, RawRouter, RawServer, RawSignals, RawUpstream,
@@ -46,6 +47,7 @@ const SECTIONS: &[&str] = &[
     "default",
     "learning",
     "cache",
+    "metrics",
     "auth",
 ];
 /// Names the gateway itself puts in `x-routemesh-decision`.
@@ -104,11 +106,13 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
         .section::<RawLearning>(take("learning"), "learning")
         .unwrap_or_default();
     let cache = v.section::<RawCache>(take("cache"), "cache");
+    let metrics = v.section::<RawMetrics>(take("metrics"), "metrics");
     let auth = v.section::<RawAuth>(take("auth"), "auth");
 
     let server = v.server(server);
     let learning = v.learning(learning, nats.as_ref(), base_dir);
     let cache = v.cache(cache, base_dir);
+    let metrics = v.metrics(metrics, server.as_ref());
     let auth = v.auth(auth, base_dir);
     let classifier = v.classifier(classifier, nats, base_dir, learning_uses_nats(&learning));
     let encoder = match classifier.as_ref().map(|c| &c.transport) {
@@ -167,6 +171,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
             default,
             learning,
             cache,
+            metrics,
             auth,
             model_index,
         }),
@@ -745,6 +750,7 @@ impl Validator {
 
 mod auth;
 mod cache;
+mod metrics;
 mod decisions;
 mod upstreams;
 
