@@ -7,7 +7,10 @@
 //! at most `max_batch` texts and answers every job. A full queue is refused at
 //! once ([`ClassifyError::Overloaded`], retriable); a job whose deadline passed
 //! while queued is answered [`ClassifyError::DeadlineExceeded`] without
-//! running. The embedded gateway and the NATS worker share this code.
+//! running. The embedded gateway and the NATS worker share this code. Each
+//! pass records its size and time, and the queue depth is set on every
+//! submit and every batch taken (the `routemesh_worker_*` series of
+//! [`crate::telemetry`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use tokio::sync::oneshot;
 use crate::encoder::Encoded;
 use crate::error::{ClassifyError, EncoderError};
 use crate::scorer::{Output, Scorer};
+use crate::telemetry::{WORKER_BATCH_SIZE, WORKER_INFERENCE_SECONDS, WORKER_QUEUE_DEPTH};
 
 /// Anything that embeds a batch of texts: the real encoder, or the
 /// fixed-cost simulation used by scaling benchmarks.
@@ -189,7 +193,7 @@ impl Batcher {
             reply,
         };
         match self.tx.try_send(job) {
-            Ok(()) => {}
+            Ok(()) => metrics::gauge!(WORKER_QUEUE_DEPTH).set(self.tx.len() as f64),
             Err(TrySendError::Full(_)) => {
                 return Err(ClassifyError::Overloaded {
                     queued: self.capacity,
@@ -221,6 +225,7 @@ fn run(replica: &Replica, rx: &Receiver<Job>, opts: BatchOptions) {
             texts += job.texts.len();
             jobs.push(job);
         }
+        metrics::gauge!(WORKER_QUEUE_DEPTH).set(rx.len() as f64);
         run_jobs(replica, jobs, opts.max_batch);
     }
 }
@@ -264,6 +269,7 @@ fn run_jobs(replica: &Replica, jobs: Vec<Job>, max_batch: usize) {
             .iter()
             .map(|&(j, t)| live[j].texts[t].as_str())
             .collect();
+        let pass = Instant::now();
         let encoded = match model.encode(&texts) {
             Ok(e) => e,
             Err(e) => {
@@ -280,6 +286,8 @@ fn run_jobs(replica: &Replica, jobs: Vec<Job>, max_batch: usize) {
                 return;
             }
         };
+        metrics::histogram!(WORKER_INFERENCE_SECONDS).record(pass.elapsed().as_secs_f64());
+        metrics::histogram!(WORKER_BATCH_SIZE).record(texts.len() as f64);
         let mut seen = vec![false; live.len()];
         for ((k, &(j, t)), outputs) in chunk.iter().enumerate().zip(scored) {
             out[j][t] = Some(Embedding {

@@ -19,6 +19,7 @@ pub mod nats;
 pub mod pii;
 pub mod scorer;
 pub mod service;
+pub mod telemetry;
 mod signals;
 mod simulated;
 

@@ -2,6 +2,7 @@
 //! NATS. Parses the command line, loads the model, serves, drains on
 //! SIGTERM.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use clap::{Parser, Subcommand};
 use routemesh_classifier_worker::scorer;
 use routemesh_classifier_worker::service::{self, ServiceOptions};
 use routemesh_classifier_worker::{
-    BatchOptions, Batcher, EmbeddingModel, Encoder, Replica, SimulatedModel, heads, nats,
+    BatchOptions, Batcher, EmbeddingModel, Encoder, Replica, SimulatedModel, heads, nats, telemetry,
 };
 use routemesh_common::config::NatsConfig;
 
@@ -113,6 +114,11 @@ struct ServeArgs {
     /// Repeatable; gateways name them in `signals.classifiers`.
     #[arg(long = "classifier", value_name = "NAME=FOLDER", value_parser = parse_classifier)]
     classifiers: Vec<(String, PathBuf)>,
+    /// Serve Prometheus metrics (batch sizes, queue depth, inference time)
+    /// at http://ADDR/metrics, e.g. 127.0.0.1:9465 (port 0: any free port;
+    /// the address is printed as `classifier-worker metrics on …`).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -259,6 +265,22 @@ async fn serve(args: ServeArgs) -> ExitCode {
             args.pool
         );
         return ExitCode::from(EXIT_USAGE);
+    }
+    // Before the batcher starts, so its first passes are counted.
+    if let Some(addr) = args.metrics_listen {
+        match telemetry::install(addr).await {
+            Ok(exporter) => {
+                println!(
+                    "classifier-worker metrics on http://{}/metrics",
+                    exporter.local_addr()
+                );
+                exporter.serve(|| async {});
+            }
+            Err(e) => {
+                eprintln!("classifier-worker: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let (models, model) = match load_models(&args) {
         Ok(m) => m,

@@ -20,4 +20,5 @@ pub mod learning;
 pub mod pipeline;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 pub mod upstream;

@@ -55,6 +55,11 @@ enum Command {
         /// The pool to use with --nats.
         #[arg(long, default_value = "minilm", requires = "nats")]
         pool: String,
+        /// Serve Prometheus metrics at http://ADDR/metrics instead of
+        /// `metrics.listen` (e.g. 127.0.0.1:0; printed as
+        /// `routemesh metrics on …`).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Validate a configuration file, print every error with its key path,
     /// and exit 0 (valid) or 64 (invalid).
@@ -80,9 +85,10 @@ fn main() -> ExitCode {
             listen,
             nats,
             pool,
+            metrics_listen,
         } => {
             let nats = nats.map(|url| (url, pool));
-            serve(&config, listen, nats)
+            serve(&config, listen, nats, metrics_listen)
         }
     }
 }
@@ -129,11 +135,15 @@ fn serve(
     path: &std::path::Path,
     listen: Option<SocketAddr>,
     nats: Option<(String, String)>,
+    metrics_listen: Option<SocketAddr>,
 ) -> ExitCode {
     let mut config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(listen) = metrics_listen {
+        config.metrics = Some(routemesh_common::config::MetricsConfig { listen });
+    }
     if let Some(addr) = listen {
         config.server.listen = addr;
     }

@@ -61,6 +61,8 @@ pub enum ServeError {
     Learning(#[from] LearningError),
     #[error("cannot start the cache: {0}")]
     Cache(#[from] routemesh_cache::CacheError),
+    #[error(transparent)]
+    Metrics(#[from] crate::telemetry::ExporterError),
 }
 
 /// Checks that the encoder folder has its files (embedded mode), before
@@ -124,7 +126,8 @@ pub fn check_model_files(config: &Config) -> Result<(), ServeError> {
 
 /// Serves until a shutdown signal (then `Ok`) or a fatal error.
 ///
-/// Prints `routemesh listening on http://ADDR` once bound and
+/// Prints `routemesh metrics on http://ADDR/metrics` when there is a
+/// metrics listener, `routemesh listening on http://ADDR` once bound and
 /// `routemesh ready` once routing can run, each on its own stdout line, for
 /// scripts and tests to wait on.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
@@ -138,6 +141,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         learning,
         cache.clone(),
     ));
+    if let Some(metrics) = config.metrics {
+        let local = crate::telemetry::install(metrics.listen, &gateway).await?;
+        announce(&format!("routemesh metrics on http://{local}/metrics"));
+    }
     let pool = match &config.classifier.transport {
         Transport::Embedded => None,
         Transport::Nats { pool, nats } => {

@@ -1,5 +1,6 @@
-//! Per-request metadata: the request id, the `x-routemesh-*` headers and the
-//! `Server-Timing` header.
+//! Per-request metadata: the request id (and the tracing span carrying it),
+//! the `x-routemesh-*` headers, the `Server-Timing` header, and the
+//! request's metrics (recorded once, when the response is made).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
+use tracing::Instrument as _;
 
 use super::error::ApiError;
 use super::openai::{self, ChatRequest};
@@ -19,6 +21,7 @@ use super::{
 };
 use crate::pipeline::{self, RoutePlan};
 use crate::state::AppState;
+use crate::telemetry::{self, Outcome, RequestMetrics};
 
 /// What the gateway learned about a request, written into response headers
 /// whether the request succeeded or not.
@@ -36,6 +39,9 @@ pub(super) struct Trace {
     pub(super) cache: Option<CacheTrace>,
     /// `(stage, duration)` in the order they happened.
     pub(super) stages: Vec<(&'static str, Duration)>,
+    /// Whether [`Trace::respond`] counts the request in the metrics (chat
+    /// completions; not dry runs).
+    counted: bool,
 }
 
 /// What the cache did for a request (the `x-routemesh-cache*` headers).
@@ -58,10 +64,18 @@ pub(super) struct RequestId(pub(super) String);
 
 /// Middleware: gives every request an id (in its extensions) and every
 /// response the `x-routemesh-request-id` header, errors and 404s included.
+/// The request runs in a `request` span carrying `request_id`, so every
+/// line it logs carries the id.
 pub(super) async fn request_id(mut req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().simple().to_string();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = req.uri().path(),
+    );
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut resp = next.run(req).await;
+    let mut resp = next.run(req).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().entry(HEADER_REQUEST_ID).or_insert(v);
     }
@@ -79,6 +93,16 @@ impl Trace {
             redacted: 0,
             cache: None,
             stages: Vec::with_capacity(4),
+            counted: true,
+        }
+    }
+
+    /// A trace for a dry run: headers as usual, nothing counted in the
+    /// request metrics (nothing is forwarded).
+    pub(super) fn dry_run(id: RequestId) -> Self {
+        Self {
+            counted: false,
+            ..Self::start(id)
         }
     }
 
@@ -112,11 +136,48 @@ impl Trace {
             .map(|f| f.reason());
     }
 
-    /// The response for a handler's result, with the trace's headers.
+    /// The response for a handler's result, with the trace's headers; counts
+    /// the request and records its stage latencies (the one place request
+    /// metrics are recorded).
     pub(super) fn respond(&self, result: Result<Response, ApiError>) -> Response {
-        let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+        let (outcome, mut resp) = match result {
+            Ok(resp) => (self.answered(resp.status()), resp),
+            Err(e) => {
+                let outcome = refused(&e);
+                (outcome, e.into_response())
+            }
+        };
+        let outcome = match outcome {
+            // A 4xx/5xx of the gateway's own, whatever its cause.
+            None if resp.status().is_server_error() => Outcome::Unavailable,
+            None => Outcome::ClientError,
+            Some(o) => o,
+        };
         self.finish(&mut resp);
+        if self.counted {
+            telemetry::record_request(&RequestMetrics {
+                decision: self.decision.as_deref(),
+                model: self.model.as_deref(),
+                outcome,
+                stages: &self.stages,
+                total: self.started.elapsed(),
+            });
+        }
         resp
+    }
+
+    /// The outcome of a response the handler made: from the cache, or the
+    /// upstream's status relayed.
+    fn answered(&self, status: StatusCode) -> Option<Outcome> {
+        Some(if matches!(self.cache, Some(CacheTrace::Hit { .. })) {
+            Outcome::CacheHit
+        } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            Outcome::UpstreamError
+        } else if status.is_client_error() {
+            Outcome::ClientError
+        } else {
+            Outcome::Ok
+        })
     }
 
     /// Adds the `x-routemesh-*` and `server-timing` headers.
@@ -151,6 +212,16 @@ impl Trace {
             }
         }
         set("server-timing", &self.server_timing());
+    }
+}
+
+/// The outcome of an error the gateway answers itself, where its kind says
+/// more than its status; `None`: by status (4xx client, 5xx unavailable).
+fn refused(e: &ApiError) -> Option<Outcome> {
+    match e {
+        ApiError::Blocked { .. } => Some(Outcome::Blocked),
+        ApiError::Upstream(_) => Some(Outcome::UpstreamError),
+        _ => None,
     }
 }
 

@@ -118,7 +118,7 @@ pub(super) async fn dry_run(
     Extension(id): Extension<RequestId>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut trace = Trace::start(id);
+    let mut trace = Trace::dry_run(id);
     let result = handle(&state, body, &mut trace).await;
     trace.respond(result)
 }

@@ -12,6 +12,7 @@ mod errors;
 mod heads;
 mod learning;
 mod mesh;
+mod metrics;
 mod openai_client;
 mod pii;
 mod routing;
