@@ -13,8 +13,8 @@
 //!   or its exact JSON when it has non-text parts, which also turns the
 //!   semantic tier off for it).
 //!
-//! Until API keys map to tenants (issue 7) the tenant is derived from the
-//! client's credential: a hash of its `Authorization` header, or `anonymous`.
+//! The tenant is the request's [`Tenant`]: the one its API key belongs to,
+//! or, on a gateway without `auth:`, one derived from its credential.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,12 +26,10 @@ use routemesh_common::Config;
 use routemesh_common::config::{CacheConfig, CacheMode, CachePolicy};
 use serde_json::Value;
 use tokio::sync::watch;
-use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
+use xxhash_rust::xxh3::xxh3_128;
 
+use crate::auth::Tenant;
 use crate::http::openai::ChatRequest;
-
-/// The tenant of requests that carry no credential.
-pub const ANONYMOUS: &str = "anonymous";
 
 /// The cache, its settings as the gateway applies them, and the misses in
 /// flight.
@@ -70,6 +68,16 @@ impl Directives {
         }
         d
     }
+}
+
+/// Who asks and what answers: the named part of a request's [`Scope`]
+/// (the context fingerprint is computed from the request).
+#[derive(Debug, Clone, Copy)]
+pub struct ScopeNames<'a> {
+    /// The request's tenant (from its API key, or derived: [`Tenant`]).
+    pub tenant: &'a Tenant,
+    pub decision: &'a str,
+    pub model: &'a str,
 }
 
 /// How one request uses the cache.
@@ -153,13 +161,13 @@ impl CacheLayer {
         })
     }
 
-    /// How `req` uses the cache under `policy`; `None` when it does not.
+    /// How `req`, sent by `names.tenant`, uses the cache under `policy`;
+    /// `None` when it does not.
     pub fn plan(
         &self,
         req: &ChatRequest,
+        names: ScopeNames<'_>,
         headers: &HeaderMap,
-        decision: &str,
-        model: &str,
         policy: CachePolicy,
         embedding: Option<&[f32]>,
     ) -> Option<CachePlan> {
@@ -172,9 +180,9 @@ impl CacheLayer {
             .flatten();
         Some(CachePlan {
             scope: Scope {
-                tenant: tenant(headers),
-                decision: decision.to_owned(),
-                model: model.to_owned(),
+                tenant: names.tenant.as_str().to_owned(),
+                decision: names.decision.to_owned(),
+                model: names.model.to_owned(),
                 context: keys.context,
             },
             key: keys.key,
@@ -256,15 +264,6 @@ fn settings(c: &CacheConfig) -> CacheSettings {
             flat_below: c.index.flat_below,
         },
         store: c.store.clone(),
-    }
-}
-
-/// The tenant a request belongs to: a hash of its credential, so clients
-/// with different keys never share answers.
-pub fn tenant(headers: &HeaderMap) -> String {
-    match headers.get(header::AUTHORIZATION) {
-        Some(v) => format!("key-{:016x}", xxh3_64(v.as_bytes())),
-        None => ANONYMOUS.to_owned(),
     }
 }
 
@@ -396,17 +395,6 @@ mod tests {
         let plain = keys(json!({ "model": "auto", "messages": [user("What is Rust?")] }));
         assert!(parts.text_only);
         assert_eq!(parts.key, plain.key);
-    }
-
-    #[test]
-    fn tenants_come_from_the_credential() {
-        let mut h = HeaderMap::new();
-        assert_eq!(tenant(&h), ANONYMOUS);
-        h.insert(header::AUTHORIZATION, "Bearer one".parse().expect("header"));
-        let one = tenant(&h);
-        h.insert(header::AUTHORIZATION, "Bearer two".parse().expect("header"));
-        assert_ne!(one, tenant(&h));
-        assert!(!one.contains("one"), "the key itself is never kept");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod cache;
 pub mod classify;
 pub mod config_file;

@@ -106,6 +106,11 @@ fn load(path: &std::path::Path) -> Result<routemesh_common::Config, ExitCode> {
         eprintln!("routemesh: {}: {errors}", path.display());
         return Err(ExitCode::from(EXIT_CONFIG));
     }
+    // The secrets `auth:` names: set variables, a readable, well-formed file.
+    if let Err(errors) = routemesh_gateway::auth::load(&config) {
+        eprintln!("routemesh: {}: {errors}", path.display());
+        return Err(ExitCode::from(EXIT_CONFIG));
+    }
     Ok(config)
 }
 
@@ -170,6 +175,10 @@ fn serve(
     };
     match runtime.block_on(server::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ ServeError::Auth(_)) => {
+            eprintln!("routemesh: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e @ ServeError::ModelMissing { .. }) => {
             eprintln!("routemesh: {e}");
             ExitCode::from(EXIT_NO_MODEL)

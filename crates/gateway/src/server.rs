@@ -61,6 +61,9 @@ pub enum ServeError {
     Learning(#[from] LearningError),
     #[error("cannot start the cache: {0}")]
     Cache(#[from] routemesh_cache::CacheError),
+    /// The `auth:` section's keys or admin token could not be read.
+    #[error("{0}")]
+    Auth(ConfigErrors),
     #[error(transparent)]
     Metrics(#[from] crate::telemetry::ExporterError),
 }
@@ -132,6 +135,8 @@ pub fn check_model_files(config: &Config) -> Result<(), ServeError> {
 /// scripts and tests to wait on.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     check_model_files(&config)?;
+    // The API keys and the admin token (environment, keys file), hashed.
+    let auth = crate::auth::load(&config).map_err(ServeError::Auth)?;
     let learning = Learning::start(&config).await?;
     let cache = CacheLayer::start(&config).await?;
     let config = Arc::new(config);
@@ -188,7 +193,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
     });
 
-    let app = crate::http::router(gateway);
+    let app = crate::http::router(gateway, auth);
     let (stop_tx, stop_rx) = oneshot::channel::<ServeError>();
     let shutdown = async move {
         tokio::select! {

@@ -2,8 +2,8 @@
 //! `POST /admin/cache/invalidate` (entries of a tenant, decision and/or
 //! model) and `POST /admin/cache/flush` (everything).
 //!
-//! Unauthenticated until API keys and the admin token exist (issue 7): bind
-//! the gateway where only operators reach it.
+//! With an `auth:` section they need the admin token (`http::guard`);
+//! without one they are open, like the rest of the gateway.
 
 use std::sync::Arc;
 

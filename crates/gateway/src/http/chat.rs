@@ -20,7 +20,8 @@ use routemesh_common::wire::OutcomeEvent;
 use super::error::ApiError;
 use super::meta::{self, CacheTrace, RequestId, Trace};
 use super::openai::ChatRequest;
-use crate::cache::{CacheLayer, CachePlan, InFlight, Joined};
+use crate::auth::Tenant;
+use crate::cache::{CacheLayer, CachePlan, InFlight, Joined, ScopeNames};
 use crate::learning::Learning;
 use crate::pipeline::Target;
 use crate::state::AppState;
@@ -31,11 +32,12 @@ use routemesh_classifier_worker::pii;
 pub(super) async fn chat_completions(
     State(state): State<AppState>,
     Extension(id): Extension<RequestId>,
+    Extension(tenant): Extension<Tenant>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut trace = Trace::start(id);
-    let result = handle(&state, &headers, body, &mut trace).await;
+    let result = handle(&state, &tenant, &headers, body, &mut trace).await;
     let resp = trace.respond(result);
     tracing::info!(
         request_id = %trace.id,
@@ -50,6 +52,7 @@ pub(super) async fn chat_completions(
 
 async fn handle(
     state: &AppState,
+    tenant: &Tenant,
     client_headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     trace: &mut Trace,
@@ -84,14 +87,12 @@ async fn handle(
             .and_then(|r| r.embedding.as_ref())
             .map(|e| e.vector.as_slice());
         let timeout = state.config.upstream(model.upstream).timeouts.first_byte;
-        match layer.plan(
-            &req,
-            client_headers,
-            &plan.decision,
-            &model.name,
-            policy,
-            embedding,
-        ) {
+        let names = ScopeNames {
+            tenant,
+            decision: &plan.decision,
+            model: &model.name,
+        };
+        match layer.plan(&req, names, client_headers, policy, embedding) {
             None => trace.cache = Some(CacheTrace::Off),
             Some(cp) => match consult(layer, cp, timeout, trace).await {
                 Consulted::Hit(resp) => return Ok(resp),

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
+use crate::auth::Denied;
 use crate::classify::ClassifyFailure;
 use crate::learning::FeedbackError;
 use crate::pipeline::PlanError;
@@ -21,6 +22,15 @@ pub enum ApiError {
     },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The last user message is longer than `server.max_prompt_chars`.
+    #[error(
+        "the prompt (the last user message) is {chars} characters long; \
+         this gateway accepts at most {limit}"
+    )]
+    PromptTooLong { chars: usize, limit: usize },
+    /// No valid API key (401), or no valid admin token (403).
+    #[error("{0}")]
+    Denied(#[from] Denied),
     #[error(
         "the model `{model}` does not exist; GET /v1/models lists the models and router aliases"
     )]
@@ -64,7 +74,7 @@ impl ApiError {
     }
 
     /// Status, OpenAI error `type`, and `code`.
-    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+    pub(super) fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use StatusCode as S;
         match self {
             Self::BadRequest { .. } => (S::BAD_REQUEST, "invalid_request_error", "invalid_request"),
@@ -73,6 +83,13 @@ impl ApiError {
                 "invalid_request_error",
                 "request_too_large",
             ),
+            Self::PromptTooLong { .. } => (
+                S::BAD_REQUEST,
+                "invalid_request_error",
+                "context_length_exceeded",
+            ),
+            Self::Denied(d) if d.is_admin() => (S::FORBIDDEN, "invalid_request_error", "forbidden"),
+            Self::Denied(_) => (S::UNAUTHORIZED, "invalid_request_error", "invalid_api_key"),
             Self::ModelNotFound { .. } => {
                 (S::NOT_FOUND, "invalid_request_error", "model_not_found")
             }
@@ -116,6 +133,7 @@ impl ApiError {
         match self {
             Self::BadRequest { param, .. } => param.as_deref(),
             Self::ModelNotFound { .. } => Some("model"),
+            Self::PromptTooLong { .. } => Some("messages"),
             Self::Feedback(FeedbackError::Unknown(_) | FeedbackError::AlreadyRated(_)) => {
                 Some("request_id")
             }
@@ -157,6 +175,11 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: say which scheme is expected.
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }

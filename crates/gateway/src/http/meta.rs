@@ -238,6 +238,7 @@ pub(super) async fn read_and_plan(
         _ => ApiError::bad_request(format!("cannot read the request body: {rejection}"), None),
     })?;
     let mut req = openai::parse_chat(&body)?;
+    openai::check_prompt_length(&req, state.config.server.max_prompt_chars)?;
     let prompt = std::mem::take(&mut req.prompt);
     let plan = pipeline::plan(state, &trace.id, &req.model, prompt).await?;
     let model = plan

@@ -7,6 +7,7 @@ mod admin;
 mod chat;
 pub mod error;
 mod feedback;
+mod guard;
 mod meta;
 pub mod openai;
 mod route;
@@ -22,6 +23,7 @@ use serde_json::json;
 use self::error::ApiError;
 use std::sync::Arc;
 
+use crate::auth::Auth;
 use crate::state::{AppState, Gateway};
 
 /// Response header naming the decision taken (or `passthrough`).
@@ -44,8 +46,13 @@ pub const HEADER_CACHE_SIMILARITY: &str = "x-routemesh-cache-similarity";
 /// Response header carrying the gateway's id for the request.
 pub const HEADER_REQUEST_ID: &str = "x-routemesh-request-id";
 
-/// The gateway's routes.
-pub fn router(gateway: Arc<Gateway>) -> Router {
+/// The gateway's routes; `auth` (from the `auth:` section) guards them.
+///
+/// Layers, outermost first: client `x-routemesh-*` headers are stripped;
+/// the request gets its id (so every response carries it, 401 and 403
+/// included); credentials are checked and the tenant set; the body limit;
+/// the handler.
+pub fn router(gateway: Arc<Gateway>, auth: Option<Arc<Auth>>) -> Router {
     let limit = gateway.live().config.server.max_body_bytes;
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
@@ -61,7 +68,12 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            guard::authenticate,
+        ))
         .layer(axum::middleware::from_fn(meta::request_id))
+        .layer(axum::middleware::from_fn(guard::strip_internal_headers))
         .with_state(gateway)
 }
 

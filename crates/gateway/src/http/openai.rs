@@ -210,6 +210,24 @@ pub fn parse_chat(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
     }
 }
 
+/// Refuses a prompt (the last user message) longer than `limit` characters
+/// (`server.max_prompt_chars`) with 400 `context_length_exceeded`, as
+/// OpenAI refuses a prompt too long for a model.
+pub fn check_prompt_length(req: &ChatRequest, limit: Option<usize>) -> Result<(), ApiError> {
+    let Some(limit) = limit else {
+        return Ok(());
+    };
+    // A character is at least one byte: short texts need no counting.
+    if req.prompt.len() <= limit {
+        return Ok(());
+    }
+    let chars = req.prompt.chars().count();
+    if chars <= limit {
+        return Ok(());
+    }
+    Err(ApiError::PromptTooLong { chars, limit })
+}
+
 fn finish(view: ChatView, body: Map<String, Value>) -> Result<ChatRequest, ApiError> {
     if view.model.trim().is_empty() {
         return Err(ApiError::bad_request(
@@ -403,5 +421,27 @@ mod tests {
         );
         assert!(err("[1,2]").0.contains("JSON object"));
         assert!(err("").0.contains("not valid JSON"));
+    }
+
+    #[test]
+    fn prompts_over_the_limit_are_refused_by_characters_not_bytes() {
+        let req = |prompt: &str| {
+            let body = serde_json::json!({ "model": "auto", "messages": [
+                { "role": "user", "content": "an earlier, much longer message" },
+                { "role": "assistant", "content": "ok" },
+                { "role": "user", "content": prompt },
+            ] });
+            parse_chat(body.to_string().as_bytes()).expect("valid")
+        };
+        let check = |prompt: &str, limit| check_prompt_length(&req(prompt), limit);
+        assert!(check("héllo", Some(5)).is_ok(), "5 characters, 6 bytes");
+        assert!(check("hello", None).is_ok());
+        match check("héllo!", Some(5)) {
+            Err(e @ ApiError::PromptTooLong { chars: 6, limit: 5 }) => {
+                let (status, _, code) = e.parts();
+                assert_eq!((status.as_u16(), code), (400, "context_length_exceeded"));
+            }
+            other => panic!("expected PromptTooLong, got {other:?}"),
+        }
     }
 }

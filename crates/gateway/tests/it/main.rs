@@ -6,6 +6,7 @@
 mod harness;
 
 mod api;
+mod auth;
 mod cache;
 mod config_cli;
 mod errors;

@@ -66,7 +66,8 @@ fn unknown_auth_keys_are_errors() {
         "{BASE}auth: {{ keys_env: K, admin_token: secret }}\n"
     ));
     assert!(
-        errs.iter().any(|e| e.starts_with("auth") && e.contains("admin_token")),
+        errs.iter()
+            .any(|e| e.starts_with("auth") && e.contains("admin_token")),
         "{errs:?}"
     );
 }
