@@ -84,8 +84,9 @@ pub enum Outcome {
     /// The decision blocks it (`blocked`).
     Blocked,
     /// The request's fault: refused by the gateway with a 4xx (malformed,
-    /// too large, unknown model, unauthorised) or answered 4xx (not 429)
-    /// by the upstream (`client_error`).
+    /// too large, unknown model) or answered 4xx (not 429) by the upstream
+    /// (`client_error`). Requests refused by auth never reach a handler:
+    /// `routemesh_auth_rejections_total` counts them.
     ClientError,
     /// The upstream failed: unreachable, timed out, or answered 5xx or 429
     /// (`upstream_error`).
