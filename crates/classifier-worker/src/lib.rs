@@ -19,9 +19,9 @@ pub mod nats;
 pub mod pii;
 pub mod scorer;
 pub mod service;
-pub mod telemetry;
 mod signals;
 mod simulated;
+pub mod telemetry;
 
 pub use batcher::{
     BatchOptions, Batcher, EmbedTimings, Embedded, Embedding, EmbeddingModel, Replica,

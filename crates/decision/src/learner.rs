@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use rand::Rng;
 use routemesh_common::config::{Config, ModelCost, RouteAction, Selection};
@@ -93,11 +93,62 @@ pub struct Learner {
     /// event ids when there is no store (the store keeps its own).
     applying: Mutex<SeenIds>,
     store: Option<LearnStore>,
+    /// What the config says; replaced whole by [`Learner::reconfigure`].
+    tuning: RwLock<Arc<Tuning>>,
+}
+
+/// The config's part of the learner: priors, prices, λ and discount.
+#[derive(Debug)]
+struct Tuning {
     priors: HashMap<String, HashMap<String, ArmPrior>>,
     /// By [`routemesh_common::config::ModelId`]: name and prices.
     models: Vec<(String, Option<ModelCost>)>,
     cost_weight: f64,
     discount: f64,
+}
+
+impl Tuning {
+    fn new(config: &Config) -> Self {
+        let models: Vec<_> = config
+            .models
+            .iter()
+            .map(|m| (m.name.clone(), m.cost))
+            .collect();
+        let mut priors: HashMap<String, HashMap<String, ArmPrior>> = HashMap::new();
+        for (name, action) in config.route_actions() {
+            let entry = priors.entry(name.to_owned()).or_default();
+            for c in &action.candidates {
+                let (model, cost) = &models[c.model.0];
+                entry.insert(
+                    model.clone(),
+                    ArmPrior {
+                        posterior: Posterior {
+                            alpha: c.prior.0,
+                            beta: c.prior.1,
+                        },
+                        out_tokens: cost.map_or(0.0, |c| f64::from(c.output_tokens)),
+                    },
+                );
+            }
+        }
+        Self {
+            priors,
+            models,
+            cost_weight: config.learning.cost_weight,
+            discount: config.learning.discount,
+        }
+    }
+
+    fn prior(&self, decision: &str, model: &str) -> ArmPrior {
+        self.priors
+            .get(decision)
+            .and_then(|m| m.get(model))
+            .copied()
+            .unwrap_or(ArmPrior {
+                posterior: Posterior::UNIFORM,
+                out_tokens: 0.0,
+            })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -128,48 +179,31 @@ impl Learner {
         store: Option<LearnStore>,
         arms: HashMap<String, HashMap<String, ArmState>>,
     ) -> Self {
-        let models: Vec<_> = config
-            .models
-            .iter()
-            .map(|m| (m.name.clone(), m.cost))
-            .collect();
-        let mut priors: HashMap<String, HashMap<String, ArmPrior>> = HashMap::new();
-        for (name, action) in config.route_actions() {
-            let entry = priors.entry(name.to_owned()).or_default();
-            for c in &action.candidates {
-                let (model, cost) = &models[c.model.0];
-                entry.insert(
-                    model.clone(),
-                    ArmPrior {
-                        posterior: Posterior {
-                            alpha: c.prior.0,
-                            beta: c.prior.1,
-                        },
-                        out_tokens: cost.map_or(0.0, |c| f64::from(c.output_tokens)),
-                    },
-                );
-            }
-        }
         Self {
             arms: Mutex::new(arms),
             applying: Mutex::new(SeenIds::default()),
             store,
-            priors,
-            models,
-            cost_weight: config.learning.cost_weight,
-            discount: config.learning.discount,
+            tuning: RwLock::new(Arc::new(Tuning::new(config))),
         }
     }
 
+    /// Takes a reloaded config's decisions, models, priors, λ and discount;
+    /// what was learned stays (arms are keyed by decision and model name).
+    /// `config` must be the one later `select` calls pass actions from.
+    pub fn reconfigure(&self, config: &Config) {
+        let tuning = Arc::new(Tuning::new(config));
+        *self.tuning.write().unwrap_or_else(PoisonError::into_inner) = tuning;
+    }
+
+    fn tuning(&self) -> Arc<Tuning> {
+        self.tuning
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn prior(&self, decision: &str, model: &str) -> ArmPrior {
-        self.priors
-            .get(decision)
-            .and_then(|m| m.get(model))
-            .copied()
-            .unwrap_or(ArmPrior {
-                posterior: Posterior::UNIFORM,
-                out_tokens: 0.0,
-            })
+        self.tuning().prior(decision, model)
     }
 
     /// Picks one of `action`'s candidates (an index into
@@ -185,7 +219,8 @@ impl Learner {
         if action.selection == Selection::Static || action.candidates.len() < 2 {
             return 0;
         }
-        let lambda = action.cost_weight.unwrap_or(self.cost_weight);
+        let tuning = self.tuning();
+        let lambda = action.cost_weight.unwrap_or(tuning.cost_weight);
         let arms: Vec<Arm> = {
             let state = lock(&self.arms);
             let learned = state.get(decision);
@@ -193,7 +228,13 @@ impl Learner {
                 .candidates
                 .iter()
                 .map(|c| {
-                    let (name, cost) = &self.models[c.model.0];
+                    let Some((name, cost)) = tuning.models.get(c.model.0) else {
+                        // An action from another config version: treat as unknown.
+                        return Arm {
+                            posterior: Posterior::UNIFORM,
+                            cost: 0.0,
+                        };
+                    };
                     let (posterior, out_tokens) = match learned.and_then(|m| m.get(name)) {
                         Some(s) => (s.posterior, s.out_tokens),
                         None => (
@@ -275,7 +316,8 @@ impl Learner {
             rewards: 0,
         });
         if let Some(r) = event.reward {
-            s.posterior.update(r, self.discount, prior.posterior);
+            s.posterior
+                .update(r, self.tuning().discount, prior.posterior);
             s.rewards += 1;
         }
         if let Some(t) = event.completion_tokens {
@@ -310,7 +352,8 @@ impl Learner {
                 configured,
             });
         };
-        for (decision, models) in &self.priors {
+        let tuning = self.tuning();
+        for (decision, models) in &tuning.priors {
             for (model, prior) in models {
                 let s = state
                     .get(decision)
@@ -327,7 +370,7 @@ impl Learner {
         }
         for (decision, models) in state.iter() {
             for (model, s) in models {
-                let configured = self
+                let configured = tuning
                     .priors
                     .get(decision)
                     .is_some_and(|m| m.contains_key(model));

@@ -19,6 +19,7 @@ pub mod config_file;
 pub mod http;
 pub mod learning;
 pub mod pipeline;
+pub mod reload;
 pub mod server;
 pub mod state;
 pub mod telemetry;

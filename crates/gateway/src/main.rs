@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use routemesh_common::config::{NatsConfig, Transport};
 use routemesh_gateway::config_file::{self, LoadError};
 use routemesh_gateway::learning::LearningError;
-use routemesh_gateway::server::{self, ServeError};
+use routemesh_gateway::reload::{Overrides, ReloadSource};
+use routemesh_gateway::server::{self, ServeError, ServeOptions};
 
 /// Exit code for an invalid configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -60,6 +60,15 @@ enum Command {
         /// `routemesh metrics on …`).
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<SocketAddr>,
+        /// How often to check the config file for changes and reload it
+        /// (routes, decisions, models, upstreams, signals); `0s` turns the
+        /// check off. SIGHUP always reloads.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        reload_poll: std::time::Duration,
+        /// After SIGTERM or SIGINT, how long requests in flight may take to
+        /// finish before they are cut off.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        drain_timeout: std::time::Duration,
     },
     /// Validate a configuration file, print every error with its key path,
     /// and exit 0 (valid) or 64 (invalid).
@@ -86,9 +95,22 @@ fn main() -> ExitCode {
             nats,
             pool,
             metrics_listen,
+            reload_poll,
+            drain_timeout,
         } => {
-            let nats = nats.map(|url| (url, pool));
-            serve(&config, listen, nats, metrics_listen)
+            let overrides = Overrides {
+                listen,
+                nats: nats.map(|url| (url, pool)),
+            };
+            let options = ServeOptions {
+                reload: Some(ReloadSource {
+                    path: config.clone(),
+                    overrides,
+                    poll: (!reload_poll.is_zero()).then_some(reload_poll),
+                }),
+                drain_timeout,
+            };
+            serve(&config, options, metrics_listen)
         }
     }
 }
@@ -138,8 +160,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 
 fn serve(
     path: &std::path::Path,
-    listen: Option<SocketAddr>,
-    nats: Option<(String, String)>,
+    options: ServeOptions,
     metrics_listen: Option<SocketAddr>,
 ) -> ExitCode {
     let mut config = match load(path) {
@@ -149,19 +170,14 @@ fn serve(
     if let Some(listen) = metrics_listen {
         config.metrics = Some(routemesh_common::config::MetricsConfig { listen });
     }
-    if let Some(addr) = listen {
-        config.server.listen = addr;
-    }
-    if let Some((url, pool)) = nats {
-        if !routemesh_common::wire::valid_pool_name(&pool) {
-            eprintln!("routemesh: --pool `{pool}`: use letters, digits, `-` and `_`");
-            return ExitCode::from(EXIT_CONFIG);
+    if let Some(source) = &options.reload {
+        if let Some((_, pool)) = &source.overrides.nats {
+            if !routemesh_common::wire::valid_pool_name(pool) {
+                eprintln!("routemesh: --pool `{pool}`: use letters, digits, `-` and `_`");
+                return ExitCode::from(EXIT_CONFIG);
+            }
         }
-        config.classifier.transport = Transport::Nats {
-            pool,
-            nats: NatsConfig::plain(url),
-        };
-        config.encoder = None;
+        source.overrides.apply(&mut config);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -173,7 +189,7 @@ fn serve(
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::serve(config)) {
+    match runtime.block_on(server::serve(config, options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ ServeError::Auth(_)) => {
             eprintln!("routemesh: {e}");

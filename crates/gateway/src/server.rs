@@ -133,7 +133,7 @@ pub fn check_model_files(config: &Config) -> Result<(), ServeError> {
 /// metrics listener, `routemesh listening on http://ADDR` once bound and
 /// `routemesh ready` once routing can run, each on its own stdout line, for
 /// scripts and tests to wait on.
-pub async fn serve(config: Config) -> Result<(), ServeError> {
+pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeError> {
     check_model_files(&config)?;
     // The API keys and the admin token (environment, keys file), hashed.
     let auth = crate::auth::load(&config).map_err(ServeError::Auth)?;
@@ -193,17 +193,36 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
     });
 
+    if let Some(source) = options.reload {
+        tokio::spawn(crate::reload::run(gateway.clone(), source));
+    }
     let app = crate::http::router(gateway, auth);
     let (stop_tx, stop_rx) = oneshot::channel::<ServeError>();
+    let (draining_tx, draining_rx) = oneshot::channel::<()>();
     let shutdown = async move {
         tokio::select! {
-            () = service::shutdown_signal() => tracing::info!("shutting down: finishing requests in flight"),
+            () = service::shutdown_signal() => {
+                tracing::info!(drain_timeout = ?options.drain_timeout, "shutting down: no new connections; finishing requests in flight");
+                let _ = draining_tx.send(());
+            }
             Ok(err) = failed_rx => { let _ = stop_tx.send(err); }
         }
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    // Requests in flight get `drain_timeout` after the signal, then are cut.
+    let drain_limit = async move {
+        if draining_rx.await.is_ok() {
+            tokio::time::sleep(options.drain_timeout).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = server.into_future() => served?,
+        () = drain_limit => {
+            tracing::warn!(drain_timeout = ?options.drain_timeout, "requests still in flight at the drain timeout were cut off");
+        }
+    }
     if let Some(cache) = cache {
         // Stops the shard actors and syncs the store to disk.
         cache.cache.shutdown().await;
@@ -214,45 +233,77 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
 }
 
+/// How [`serve`] runs besides the config.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where to reload the config from (SIGHUP, file changes); `None`: never.
+    pub reload: Option<crate::reload::ReloadSource>,
+    /// After SIGTERM/SIGINT, how long requests in flight may take to finish.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            reload: None,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Builds the classifier (loading the encoder in embedded mode) and embeds
 /// the route examples through it. With a NATS pool it waits, retrying, until
 /// a worker answers.
 async fn prepare(config: &Config, pool: Option<NatsPool>) -> Result<Ready, ServeError> {
-    let started = Instant::now();
-    let classifier = match (pool, &config.encoder) {
-        (Some(pool), _) => Classifier::Nats(pool),
-        (None, Some(encoder)) => {
-            let e = encoder.clone();
-            let defs = config.signals.classifiers.clone();
-            let batcher = tokio::task::spawn_blocking(move || {
-                let model = Encoder::load(&e.model_dir, e.max_tokens).map_err(|source| {
-                    ServeError::Model {
-                        dir: e.model_dir.clone(),
-                        source,
-                    }
-                })?;
-                let scorers = defs
-                    .iter()
-                    .map(|d| scorer::load_scorer(&d.name, &d.path))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(ServeError::Classifiers)?;
-                let opts = BatchOptions {
-                    max_batch: e.max_batch,
-                    max_wait: Duration::ZERO,
-                    queue: e.max_batch * 32,
-                };
-                let replica = Replica {
-                    model: Box::new(model),
-                    scorers,
-                };
-                Batcher::start_replicas(vec![replica], opts).map_err(ServeError::Io)
-            })
-            .await
-            .map_err(|e| ServeError::Examples(format!("the loader panicked: {e}")))??;
-            Classifier::Embedded(batcher)
-        }
-        (None, None) => return Err(ServeError::Examples("no classifier configured".into())),
+    let classifier = match pool {
+        Some(pool) => Classifier::Nats(pool),
+        None => load_embedded(config).await?,
     };
+    prepare_routing(config, Arc::new(classifier)).await
+}
+
+/// Loads the encoder and the configured classifiers into an in-process
+/// batcher (on a blocking thread: it reads and maps the model files).
+pub(crate) async fn load_embedded(config: &Config) -> Result<Classifier, ServeError> {
+    let Some(encoder) = &config.encoder else {
+        return Err(ServeError::Examples("no classifier configured".into()));
+    };
+    let e = encoder.clone();
+    let defs = config.signals.classifiers.clone();
+    let batcher = tokio::task::spawn_blocking(move || {
+        let model =
+            Encoder::load(&e.model_dir, e.max_tokens).map_err(|source| ServeError::Model {
+                dir: e.model_dir.clone(),
+                source,
+            })?;
+        let scorers = defs
+            .iter()
+            .map(|d| scorer::load_scorer(&d.name, &d.path))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ServeError::Classifiers)?;
+        let opts = BatchOptions {
+            max_batch: e.max_batch,
+            max_wait: Duration::ZERO,
+            queue: e.max_batch * 32,
+        };
+        let replica = Replica {
+            model: Box::new(model),
+            scorers,
+        };
+        Batcher::start_replicas(vec![replica], opts).map_err(ServeError::Io)
+    })
+    .await
+    .map_err(|e| ServeError::Examples(format!("the loader panicked: {e}")))??;
+    Ok(Classifier::Embedded(batcher))
+}
+
+/// Embeds `config`'s route examples through `classifier` and builds the
+/// signal computer: what routing needs besides the classifier.
+pub(crate) async fn prepare_routing(
+    config: &Config,
+    classifier: Arc<Classifier>,
+) -> Result<Ready, ServeError> {
+    let started = Instant::now();
     let texts = SignalComputer::example_texts(&config.signals);
     let mut vectors = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(EXAMPLE_CHUNK) {
@@ -263,7 +314,7 @@ async fn prepare(config: &Config, pool: Option<NatsPool>) -> Result<Ready, Serve
                 .await
             {
                 Ok(e) => break e,
-                Err(failure) if matches!(classifier, Classifier::Nats(_)) => {
+                Err(failure) if matches!(*classifier, Classifier::Nats(_)) => {
                     if attempts % 10 == 0 {
                         tracing::warn!(classifier = %classifier.describe(), reason = failure.reason(), "waiting for classifier workers to embed the route examples");
                     }
@@ -300,13 +351,13 @@ async fn prepare(config: &Config, pool: Option<NatsPool>) -> Result<Ready, Serve
     let signals = signals.with_classifiers(labels);
     let outputs = signals.classifier_names();
     Ok(Ready {
-        classifier: Arc::new(classifier),
+        classifier,
         signals,
         outputs,
     })
 }
 
-fn announce(line: &str) {
+pub(crate) fn announce(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();

@@ -750,8 +750,8 @@ impl Validator {
 
 mod auth;
 mod cache;
-mod metrics;
 mod decisions;
+mod metrics;
 mod upstreams;
 
 #[cfg(test)]

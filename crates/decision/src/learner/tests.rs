@@ -172,3 +172,54 @@ fn a_reopened_learner_has_the_same_posteriors_and_sequence()
     assert_eq!(l.apply(&e)?, Applied::Duplicate);
     Ok(())
 }
+
+#[test]
+fn a_reconfigured_learner_keeps_what_it_learned_and_takes_the_new_priors() {
+    let c = config("");
+    let l = Learner::in_memory(&c);
+    l.apply(&event("learned", "cheap", 1.0)).expect("apply");
+    let learned = l.posterior("learned", "cheap");
+    // The new file reorders the models, gives `other` another prior and
+    // adds a decision.
+    let reloaded = CONFIG
+        .replace(
+            "  - { name: other, upstream: up }\n",
+            "",
+        )
+        .replace(
+            "models:\n  - { name: cheap",
+            "models:\n  - { name: other, upstream: up }\n  - { name: cheap",
+        )
+        .replace("alpha: 5, beta: 1", "alpha: 1, beta: 9")
+        .replace(
+            "default: { model: cheap }",
+            "  - name: added\n    when: { keyword: k }\n    models: [other, cheap]\n    selection: thompson\ndefault: { model: cheap }",
+        );
+    let c2 = match routemesh_common::config::parse(&reloaded, Path::new(".")) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_ne!(c2.model_id("other"), c.model_id("other"), "the ids moved");
+    l.reconfigure(&c2);
+    assert_eq!(
+        l.posterior("learned", "cheap"),
+        learned,
+        "learned state stays"
+    );
+    let other = l.posterior("learned", "other");
+    assert_eq!((other.alpha, other.beta), (1.0, 9.0), "the new prior");
+    // Selection reads names through the new config's ids: the arm with the
+    // strong prior against it is (almost) never chosen.
+    let counts = picks(&l, &c2, "learned", 400, 7);
+    assert!(
+        counts[2] < 40,
+        "`other` (Beta(1, 9)) picked {} times",
+        counts[2]
+    );
+    assert!(
+        l.snapshot()
+            .iter()
+            .any(|a| a.decision == "added" && a.model == "other" && a.configured),
+        "the added decision's arms are configured"
+    );
+}

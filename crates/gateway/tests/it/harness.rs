@@ -233,6 +233,11 @@ impl Gateway {
     }
 
     pub async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Result<Self> {
+        Self::start_with(config, env, &[]).await
+    }
+
+    /// With environment variables and extra `serve` arguments.
+    pub async fn start_with(config: &str, env: &[(&str, &str)], args: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("routemesh.yaml");
         std::fs::write(&path, config)?;
@@ -240,6 +245,7 @@ impl Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_routemesh"))
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&path)
+            .args(args)
             .env("ROUTEMESH_LOG", "debug")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -301,6 +307,27 @@ impl Gateway {
     pub async fn kill(&mut self) -> Result<()> {
         self.child.kill().await?;
         Ok(())
+    }
+
+    /// The config file the gateway was started with (rewrite it to reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("routemesh.yaml")
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...) without waiting.
+    pub fn signal(&self, name: &str) -> Result<()> {
+        let pid = self.child.id().context("already exited")?;
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{name} failed");
+        Ok(())
+    }
+
+    /// Waits (up to 60 s) for the process to exit; returns the exit code.
+    pub async fn wait(&mut self) -> Result<Option<i32>> {
+        let exit = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await??;
+        Ok(exit.code())
     }
 
     /// SIGTERM, then waits for the exit; returns the exit code.

@@ -12,6 +12,7 @@ mod config_cli;
 mod errors;
 mod heads;
 mod learning;
+mod lifecycle;
 mod mesh;
 mod metrics;
 mod openai_client;
