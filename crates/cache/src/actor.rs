@@ -14,7 +14,7 @@
 //! back as [`ShardMsg::Rebuilt`], the shard serving from the old graph
 //! meanwhile.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -43,8 +43,9 @@ pub(crate) enum ShardMsg {
     /// Look an answer up; replies `None` for a miss. Skipped if the caller
     /// has already given up.
     Lookup(Lookup, RpcReplyPort<Option<Hit>>),
-    /// Store an answer (fire and forget).
-    Insert(Insert),
+    /// Store an answer (fire and forget); the ticket counts it in the
+    /// shard's insert backlog until handled.
+    Insert(Insert, Queued),
     /// Counters and sizes.
     Stats(RpcReplyPort<ShardStats>),
     /// Remove the entries matching the filter; replies how many.
@@ -172,7 +173,7 @@ impl Actor for ShardActor {
                 state.forget(removed);
                 let _ = reply.send(hit);
             }
-            ShardMsg::Insert(i) => {
+            ShardMsg::Insert(i, _queued) => {
                 let id = state.ids.fetch_add(1, Ordering::Relaxed);
                 let (stored, removed) = state.core.insert(id, i, now_ms());
                 if let (true, Some(store), Some(entry)) = (stored, &state.store, state.core.get(id))
@@ -221,6 +222,21 @@ pub(crate) struct Shared {
     pub(crate) shards: RwLock<Vec<Option<ActorRef<ShardMsg>>>>,
     /// Restarts per shard.
     pub(crate) restarts: Vec<AtomicU64>,
+    /// Inserts sent to each shard and not yet handled.
+    pub(crate) queued: Vec<Arc<AtomicUsize>>,
+    /// Inserts refused because the shard's backlog was full.
+    pub(crate) refused: Vec<AtomicU64>,
+}
+
+/// An insert in a shard's mailbox: counted in the backlog until it is
+/// handled or dropped (with a dead actor's mailbox).
+#[derive(Debug)]
+pub(crate) struct Queued(pub(crate) Arc<AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -228,6 +244,8 @@ impl Shared {
         Shared {
             shards: RwLock::new(vec![None; shards]),
             restarts: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            queued: (0..shards).map(|_| Arc::new(AtomicUsize::new(0))).collect(),
+            refused: (0..shards).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 
-use crate::actor::{ShardMsg, Shared, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::actor::{Queued, ShardMsg, Shared, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::store::Store;
 pub use crate::types::{
     Answer, AnswerKind, CacheSettings, Hit, IndexParams, Insert, Lookup, LookupResult, Scope,
@@ -40,6 +40,45 @@ pub use crate::types::{
 
 /// How long admin calls (stats, invalidate, flush, shutdown) wait per shard.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Inserts waiting in one shard's mailbox past which new ones are refused
+/// (counted in `dropped`): memory stays bounded when inserts outpace a shard.
+const MAX_QUEUED_INSERTS: usize = 1024;
+/// Most threads of the cache's own runtime.
+const MAX_CACHE_THREADS: usize = 4;
+
+/// The runtime the shard actors run on, apart from the caller's: a shard's
+/// CPU work (graph inserts and searches, rebuild bookkeeping) never holds a
+/// thread of the caller's runtime, so the caller's lookup deadline (a timer
+/// on its own runtime) holds even when the cache is busy.
+struct CacheRuntime {
+    handle: tokio::runtime::Handle,
+    /// Dropping it shuts the runtime down (on its own thread: a runtime
+    /// cannot be dropped inside another's async context).
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl CacheRuntime {
+    fn start(threads: usize) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("routemesh-cache")
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("routemesh-cache-rt".into())
+            .spawn(move || {
+                // Returns when every sender is gone.
+                let _ = stopped.recv();
+                rt.shutdown_background();
+            })?;
+        Ok(Self {
+            handle,
+            _stop: stop,
+        })
+    }
+}
 
 /// The cache could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +107,8 @@ struct Inner {
     shared: Arc<Shared>,
     supervisor: ActorRef<SupervisorMsg>,
     store: Option<Store>,
+    /// Last: the actors' runtime outlives the references to them.
+    _runtime: CacheRuntime,
 }
 
 impl std::fmt::Debug for Cache {
@@ -124,20 +165,46 @@ impl Cache {
             ids: Arc::new(AtomicU64::new(next_id)),
             shared: Arc::clone(&shared),
         };
-        match Supervisor::spawn(None, Supervisor, args).await {
-            Ok((supervisor, _)) => Ok(Cache {
+        let threads = shards.clamp(1, MAX_CACHE_THREADS);
+        let runtime = match CacheRuntime::start(threads) {
+            Ok(rt) => rt,
+            Err(e) => {
+                if let Some(store) = &store {
+                    store.close().await;
+                }
+                return Err(CacheError::Spawn(format!(
+                    "cannot start the cache's threads: {e}"
+                )));
+            }
+        };
+        // The supervisor, and the shards it spawns, run on the cache runtime.
+        let spawned = runtime
+            .handle
+            .spawn(async move { Supervisor::spawn(None, Supervisor, args).await })
+            .await;
+        match spawned {
+            Ok(Ok((supervisor, _))) => Ok(Cache {
                 inner: Arc::new(Inner {
                     shards,
                     shared,
                     supervisor,
                     store,
+                    _runtime: runtime,
                 }),
             }),
-            Err(e) => {
+            Ok(Err(e)) => {
                 if let Some(store) = &store {
                     store.close().await;
                 }
                 Err(CacheError::Spawn(e.to_string()))
+            }
+            Err(e) => {
+                if let Some(store) = &store {
+                    store.close().await;
+                }
+                Err(CacheError::Spawn(format!(
+                    "the supervisor's start panicked: {e}"
+                )))
             }
         }
     }
@@ -165,10 +232,22 @@ impl Cache {
     /// `max_entry_bytes` are dropped (counted in the shard's `dropped`); so
     /// are inserts while the shard is down.
     pub fn insert(&self, i: Insert) {
-        if let Some(actor) = self.inner.shared.shard(self.shard_of(&i.scope)) {
-            if actor.cast(ShardMsg::Insert(i)).is_err() {
-                tracing::debug!("cache: insert dropped; shard down");
-            }
+        let shard = self.shard_of(&i.scope);
+        let shared = &self.inner.shared;
+        let Some(actor) = shared.shard(shard) else {
+            return;
+        };
+        // A shard that cannot keep up sheds inserts rather than letting
+        // its mailbox (answers and vectors) grow without bound.
+        let queued = &shared.queued[shard];
+        if queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED_INSERTS {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            shared.refused[shard].fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let ticket = Queued(Arc::clone(queued));
+        if actor.cast(ShardMsg::Insert(i, ticket)).is_err() {
+            tracing::debug!("cache: insert dropped; shard down");
         }
     }
 
@@ -183,6 +262,7 @@ impl Cache {
                 ..ShardStats::default()
             });
             st.restarts = self.inner.shared.restarts[shard].load(Ordering::Relaxed);
+            st.dropped += self.inner.shared.refused[shard].load(Ordering::Relaxed);
             out.push(st);
         }
         out

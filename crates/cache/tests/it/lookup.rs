@@ -125,6 +125,10 @@ async fn churn_rebuilds_off_the_handler_and_stays_bounded() {
     };
     for i in 0..4 * capacity {
         cache.insert(insert(&a, i as u128, Some(&vector(i)), "x"));
+        if i % 500 == 499 {
+            // Paced: the insert backlog is bounded (see the next test).
+            cache.stats().await;
+        }
     }
     let last = 4 * capacity - 1;
     check(
@@ -146,5 +150,32 @@ async fn churn_rebuilds_off_the_handler_and_stays_bounded() {
     assert_eq!(st.entries, capacity);
     let h = hit(&cache, lookup(&a, u128::MAX, Some(&vector(last)), 0.999)).await;
     assert_eq!(h.tier, Tier::Semantic);
+    cache.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_shard_that_cannot_keep_up_sheds_inserts_instead_of_queueing_them() {
+    let cache = Cache::start(settings(1)).await.expect("start");
+    let a = scope("acme");
+    cache.stall_shard_for_test(0, Duration::from_millis(500));
+    for i in 0..3_000u128 {
+        cache.insert(insert(&a, i, None, "x"));
+    }
+    let st = cache.stats().await.remove(0);
+    assert!(st.dropped > 0, "some inserts were refused: {st:?}");
+    assert_eq!(
+        st.entries as u64 + st.dropped,
+        3_000,
+        "every insert was stored or counted as dropped: {st:?}"
+    );
+    assert!(st.entries <= 1_024 + 1, "the backlog was bounded: {st:?}");
+    // Once the shard has caught up, inserts are taken again.
+    cache.insert(insert(&a, 9_999, None, "late"));
+    check(
+        &cache,
+        lookup(&a, 9_999, None, 0.0),
+        Some((Tier::Exact, "late")),
+    )
+    .await;
     cache.shutdown().await;
 }
