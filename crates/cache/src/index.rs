@@ -26,9 +26,10 @@ use crate::types::IndexParams;
 /// hnsw_rs's own layer limit.
 const MAX_LAYERS: usize = 16;
 
-/// Dot product, written in chunks of 8 independent accumulators so that it
-/// autovectorises.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// Dot product (cosine similarity of unit vectors), written in chunks of 8
+/// independent accumulators so that it autovectorises. Over the shorter
+/// length when the lengths differ.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f32; 8];

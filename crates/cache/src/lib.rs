@@ -32,6 +32,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 
 use crate::actor::{Queued, ShardMsg, Shared, Supervisor, SupervisorArgs, SupervisorMsg};
+pub use crate::index::dot;
 use crate::store::Store;
 pub use crate::types::{
     Answer, AnswerKind, CacheSettings, Hit, IndexParams, Insert, Lookup, LookupResult, Scope,

@@ -211,7 +211,8 @@ pub struct ShardStats {
     pub hits: u64,
     pub misses: u64,
     pub inserts: u64,
-    /// Inserts refused: answer larger than `max_entry_bytes`.
+    /// Inserts refused: an answer larger than `max_entry_bytes`, or a full
+    /// insert backlog (the shard could not keep up).
     pub dropped: u64,
     pub evictions: u64,
     pub expirations: u64,

@@ -283,22 +283,9 @@ pub fn exact_nearest(stored: &Vectors, queries: &Vectors, threads: usize) -> Vec
     out
 }
 
-/// Dot product in 8 independent accumulators, so it vectorises (as the cache's own).
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        sum += x * y;
-    }
-    sum
-}
+/// The cache's own dot product (cosine of unit vectors), so brute force and
+/// the cache compute similarity identically.
+pub use routemesh_cache::dot;
 
 fn normalise_in_place(v: &mut [f32]) {
     let n = dot(v, v).sqrt();

@@ -208,14 +208,19 @@ impl Worker {
 
     /// SIGTERM, then waits for the exit; returns the exit code.
     pub async fn terminate(&mut self) -> Result<Option<i32>> {
-        let pid = self.child.id().context("already exited")?;
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()?;
-        anyhow::ensure!(status.success(), "kill -TERM failed");
-        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
-        Ok(exit.code())
+        terminate(&mut self.child).await
     }
+}
+
+/// SIGTERM to `child`, then waits (up to 30 s) for its exit code.
+async fn terminate(child: &mut Child) -> Result<Option<i32>> {
+    let pid = child.id().context("already exited")?;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -TERM failed");
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+    Ok(exit.code())
 }
 
 /// A running `routemesh serve`; killed on drop.
@@ -332,13 +337,7 @@ impl Gateway {
 
     /// SIGTERM, then waits for the exit; returns the exit code.
     pub async fn terminate(&mut self) -> Result<Option<i32>> {
-        let pid = self.child.id().context("already exited")?;
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()?;
-        anyhow::ensure!(status.success(), "kill -TERM failed");
-        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
-        Ok(exit.code())
+        terminate(&mut self.child).await
     }
 
     /// Whether the process is still running.
