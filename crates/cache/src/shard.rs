@@ -411,21 +411,39 @@ impl Shard {
                 "cache: graph search found nothing live; scanning"
             );
         }
-        let mut best: Option<(u64, f32)> = None;
-        for &id in &ids.ids {
-            let Some((slot, v)) = candidate(id) else {
-                continue;
-            };
-            if slot.entry.expires_ms <= now_ms {
-                near.expired.push(id);
-                continue;
+        // Every id of the list was stored under this scope id; comparing the
+        // full scope (three strings) per candidate would cost more than the
+        // dot product, so only the winner is compared — and if it is a
+        // 64-bit id collision, the scan runs again comparing every one.
+        for careful in [false, true] {
+            let mut best: Option<(u64, f32)> = None;
+            near.expired.clear();
+            for &id in &ids.ids {
+                let found = if careful {
+                    candidate(id)
+                } else {
+                    self.entries
+                        .get(&id)
+                        .and_then(|slot| Some((slot, slot.entry.vector.as_deref()?)))
+                };
+                let Some((slot, v)) = found else {
+                    continue;
+                };
+                if slot.entry.expires_ms <= now_ms {
+                    near.expired.push(id);
+                    continue;
+                }
+                let s = dot(q, v);
+                if best.is_none_or(|(_, b)| s > b) {
+                    best = Some((id, s));
+                }
             }
-            let s = dot(q, v);
-            if best.is_none_or(|(_, b)| s > b) {
-                best = Some((id, s));
+            let verified = best.is_none_or(|(id, _)| candidate(id).is_some());
+            if careful || verified {
+                near.best = best;
+                break;
             }
         }
-        near.best = best;
         near
     }
 
