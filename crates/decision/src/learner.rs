@@ -216,8 +216,24 @@ impl Learner {
         prompt_tokens: u32,
         rng: &mut R,
     ) -> usize {
+        self.rank(decision, action, prompt_tokens, rng)
+            .first()
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every candidate's index, best first: [`Learner::select`]'s pick, then
+    /// the order to fall back in when it fails. Static selection (or a
+    /// single candidate) keeps config order.
+    pub fn rank<R: Rng + ?Sized>(
+        &self,
+        decision: &str,
+        action: &RouteAction,
+        prompt_tokens: u32,
+        rng: &mut R,
+    ) -> Vec<usize> {
         if action.selection == Selection::Static || action.candidates.len() < 2 {
-            return 0;
+            return (0..action.candidates.len()).collect();
         }
         let tuning = self.tuning();
         let lambda = action.cost_weight.unwrap_or(tuning.cost_weight);
@@ -252,7 +268,7 @@ impl Learner {
                 })
                 .collect()
         };
-        sampler::choose(&arms, lambda, rng).unwrap_or(0)
+        sampler::rank(&arms, lambda, rng)
     }
 
     /// Applies an outcome once: a second event with the same id changes

@@ -72,14 +72,22 @@ pub struct Arm {
 /// Picks the candidate with the largest sampled θ − λ·cost; `None` for no
 /// candidates. Ties go to the earlier candidate.
 pub fn choose<R: Rng + ?Sized>(arms: &[Arm], lambda: f64, rng: &mut R) -> Option<usize> {
-    let mut best: Option<(usize, f64)> = None;
-    for (i, arm) in arms.iter().enumerate() {
-        let score = arm.posterior.sample(rng) - lambda * arm.cost;
-        if best.is_none_or(|(_, s)| score > s) {
-            best = Some((i, score));
-        }
-    }
-    best.map(|(i, _)| i)
+    rank(arms, lambda, rng).first().copied()
+}
+
+/// Every arm's index, best first by one draw each of sampled quality −
+/// λ·cost (ties keep arm order): the first is [`choose`]'s pick, the rest
+/// the order to fall back in.
+pub fn rank<R: Rng + ?Sized>(arms: &[Arm], lambda: f64, rng: &mut R) -> Vec<usize> {
+    let mut scored: Vec<(usize, f64)> = arms
+        .iter()
+        .enumerate()
+        .map(|(i, arm)| (i, arm.posterior.sample(rng) - lambda * arm.cost))
+        .collect();
+    // Stable: equal scores keep arm order. NaN (never produced by Beta
+    // draws) would sort last.
+    scored.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Less));
+    scored.into_iter().map(|(i, _)| i).collect()
 }
 
 #[cfg(test)]

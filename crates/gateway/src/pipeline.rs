@@ -64,7 +64,8 @@ pub struct Forward {
     /// How many candidates the decision had (1: nothing was chosen).
     pub candidates: usize,
     /// The decision's other candidates, tried in this order when every
-    /// endpoint of `model` fails (config order; empty for passthrough).
+    /// endpoint of `model` fails: by the same Thompson draw that chose
+    /// `model` (config order with static selection; empty for passthrough).
     pub fallbacks: Vec<Candidate>,
     /// The decision's cache policy; `None` for passthrough (the cache
     /// section's `passthrough` applies).
@@ -203,12 +204,14 @@ pub async fn plan(
         decision: decided.name.to_owned(),
         target: match decided.action {
             Action::Route(action) => {
-                let i = state.learning.learner.select(
+                // Best first: the pick, then the order to fall back in.
+                let order = state.learning.learner.rank(
                     decided.name,
                     action,
                     estimated_prompt_tokens(&prompt),
                     &mut rand::rng(),
                 );
+                let i = order.first().copied().unwrap_or(0);
                 let chosen = &action.candidates[i];
                 Target::Model(Forward {
                     model: chosen.model,
@@ -218,12 +221,10 @@ pub async fn plan(
                     headers: action.headers.clone(),
                     slo: action.slo,
                     candidates: action.candidates.len(),
-                    fallbacks: action
-                        .candidates
+                    fallbacks: order
                         .iter()
-                        .enumerate()
-                        .filter(|&(j, _)| j != i)
-                        .map(|(_, c)| *c)
+                        .skip(1)
+                        .filter_map(|&j| action.candidates.get(j).copied())
                         .collect(),
                     cache: Some(action.cache),
                 })

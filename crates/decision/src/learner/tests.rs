@@ -223,3 +223,26 @@ fn a_reconfigured_learner_keeps_what_it_learned_and_takes_the_new_priors() {
         "the added decision's arms are configured"
     );
 }
+
+#[test]
+fn the_ranking_starts_with_the_pick_and_orders_the_fallbacks_by_the_same_draw() {
+    let c = config("");
+    let l = Learner::in_memory(&c);
+    for _ in 0..50 {
+        l.apply(&event("learned", "pricey", 1.0)).expect("apply");
+        l.apply(&event("learned", "cheap", 0.0)).expect("apply");
+    }
+    let a = action(&c, "learned");
+    for seed in 0..20 {
+        let order = l.rank("learned", a, 50, &mut StdRng::seed_from_u64(seed));
+        let pick = l.select("learned", a, 50, &mut StdRng::seed_from_u64(seed));
+        assert_eq!(order[0], pick, "seed {seed}");
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, vec![0, 1, 2], "every candidate once");
+        // `cheap` (Beta(1, 51)) is last: both others beat it.
+        assert_eq!(order[2], 0, "seed {seed}: {order:?}");
+    }
+    let fixed = action(&c, "fixed");
+    assert_eq!(l.rank("fixed", fixed, 50, &mut StdRng::seed_from_u64(1)), vec![0, 1]);
+}
