@@ -8,7 +8,8 @@
 //! into learner updates, locally or through JetStream; [`cache`] keys
 //! requests for the semantic cache and coalesces identical misses; [`upstream`]
 //! forwards to the chosen model's upstream; [`server`] wires state,
-//! listener, readiness and shutdown.
+//! listener, readiness and shutdown; [`tracing_setup`] installs the log and
+//! the optional OpenTelemetry span export.
 
 #![forbid(unsafe_code)]
 
@@ -23,4 +24,5 @@ pub mod reload;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod tracing_setup;
 pub mod upstream;

@@ -10,6 +10,7 @@ use routemesh_gateway::config_file::{self, LoadError};
 use routemesh_gateway::learning::LearningError;
 use routemesh_gateway::reload::{Overrides, ReloadSource};
 use routemesh_gateway::server::{self, ServeError, ServeOptions};
+use routemesh_gateway::tracing_setup::{self, TracingError};
 
 /// Exit code for an invalid configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -80,15 +81,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ROUTEMESH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hnsw_rs=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     match cli.command {
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config } => {
+            if let Err(e) = tracing_setup::init_log() {
+                eprintln!("routemesh: {e}");
+                return ExitCode::FAILURE;
+            }
+            check_config(&config)
+        }
         Command::Serve {
             config,
             listen,
@@ -189,7 +189,26 @@ fn serve(
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::serve(config, options)) {
+    // The log, and the span export the config asks for: set up inside the
+    // runtime (the export is a task on it), flushed once serving is over.
+    let export = {
+        let _inside = runtime.enter();
+        tracing_setup::init(config.tracing.otlp.as_ref())
+    };
+    let export = match export {
+        Ok(t) => t,
+        Err(e @ TracingError::Exporter(_)) => {
+            eprintln!("routemesh: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(e) => {
+            eprintln!("routemesh: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let served = runtime.block_on(server::serve(config, options));
+    export.shutdown();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ ServeError::Auth(_)) => {
             eprintln!("routemesh: {e}");

@@ -6,7 +6,7 @@
 //!
 //! An invalid file, a classifier that cannot load, or a change to a section
 //! that only takes effect at start (`server`, `classifier`, `encoder`,
-//! `learning`, `cache`, `metrics`, `auth`; in mesh mode also
+//! `learning`, `cache`, `metrics`, `auth`, `tracing`; in mesh mode also
 //! `signals.classifiers`) keeps the running version and says why in the log.
 //! The file is polled (content hash) rather than watched with inotify: it
 //! works the same for editors that replace the file and for Kubernetes
@@ -177,6 +177,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("cache", &old.cache, &new.cache);
     check("metrics", &old.metrics, &new.metrics);
     check("auth", &old.auth, &new.auth);
+    check("tracing", &old.tracing, &new.tracing);
     if matches!(new.classifier.transport, Transport::Nats { .. }) {
         check(
             "signals.classifiers",

@@ -49,6 +49,8 @@ pub struct Config {
     /// API keys and the admin token; `None` (no `auth:` section): the API
     /// and the admin endpoints are open.
     pub auth: Option<AuthConfig>,
+    /// Trace export; the default (no `tracing:` section) exports nothing.
+    pub tracing: TracingConfig,
     model_index: HashMap<String, ModelId>,
 }
 
@@ -257,6 +259,26 @@ pub enum LearningShare {
 pub struct MetricsConfig {
     /// Where `GET /metrics` is served (port 0: any free port).
     pub listen: SocketAddr,
+}
+
+/// `tracing:` — where the gateway's spans go besides its log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TracingConfig {
+    /// OpenTelemetry export; `None`: spans only shape the log lines.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// `tracing.otlp:` — OpenTelemetry export of the request spans over
+/// OTLP/HTTP (protobuf).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpConfig {
+    /// The collector's traces URL, sent to as is
+    /// (`http://127.0.0.1:4318/v1/traces`).
+    pub endpoint: String,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
+    /// Share of requests whose trace is exported, in (0, 1].
+    pub sample_ratio: f64,
 }
 
 /// `cache:` — the semantic cache.

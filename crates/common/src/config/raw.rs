@@ -183,6 +183,22 @@ pub(crate) struct RawMetrics {
     pub(crate) listen: Option<String>,
 }
 
+/// `tracing:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTracing {
+    pub(crate) otlp: Option<RawOtlp>,
+}
+
+/// `tracing.otlp:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOtlp {
+    pub(crate) endpoint: Option<String>,
+    pub(crate) service_name: Option<String>,
+    pub(crate) sample_ratio: Option<f64>,
+}
+
 /// `cache.index:`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

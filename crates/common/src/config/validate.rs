@@ -12,6 +12,7 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::raw::RawAuth;
 use super::raw::RawMetrics;
+use super::raw::RawTracing;
 use super::raw::{
     RawCache, RawClassifier, RawClassifierDef, RawDecision, RawDefault, RawEncoder, RawKeywordRule,
     RawLearning, RawModel, RawNats, RawRoute, RawRouter, RawServer, RawSignals, RawUpstream,
@@ -49,6 +50,7 @@ const SECTIONS: &[&str] = &[
     "cache",
     "metrics",
     "auth",
+    "tracing",
 ];
 /// Names the gateway itself puts in `x-routemesh-decision`.
 const RESERVED_DECISIONS: &[&str] = &["passthrough"];
@@ -108,12 +110,14 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let cache = v.section::<RawCache>(take("cache"), "cache");
     let metrics = v.section::<RawMetrics>(take("metrics"), "metrics");
     let auth = v.section::<RawAuth>(take("auth"), "auth");
+    let tracing = v.section::<RawTracing>(take("tracing"), "tracing");
 
     let server = v.server(server);
     let learning = v.learning(learning, nats.as_ref(), base_dir);
     let cache = v.cache(cache, base_dir);
     let metrics = v.metrics(metrics, server.as_ref());
     let auth = v.auth(auth, base_dir);
+    let tracing = v.tracing(tracing);
     let classifier = v.classifier(classifier, nats, base_dir, learning_uses_nats(&learning));
     let encoder = match classifier.as_ref().map(|c| &c.transport) {
         Some(Transport::Embedded) => v.encoder(encoder, base_dir).map(Some),
@@ -173,6 +177,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
             cache,
             metrics,
             auth,
+            tracing,
             model_index,
         }),
         _ => {
@@ -752,6 +757,7 @@ mod auth;
 mod cache;
 mod decisions;
 mod metrics;
+mod tracing;
 mod upstreams;
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod lifecycle;
 mod mesh;
 mod metrics;
 mod openai_client;
+mod otel;
 mod pii;
 mod routing;
 mod streaming;
