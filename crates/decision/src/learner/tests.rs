@@ -244,5 +244,8 @@ fn the_ranking_starts_with_the_pick_and_orders_the_fallbacks_by_the_same_draw() 
         assert_eq!(order[2], 0, "seed {seed}: {order:?}");
     }
     let fixed = action(&c, "fixed");
-    assert_eq!(l.rank("fixed", fixed, 50, &mut StdRng::seed_from_u64(1)), vec![0, 1]);
+    assert_eq!(
+        l.rank("fixed", fixed, 50, &mut StdRng::seed_from_u64(1)),
+        vec![0, 1]
+    );
 }
