@@ -32,10 +32,11 @@ use crate::state::Gateway;
 /// counted.
 pub const REQUESTS_TOTAL: &str = "routemesh_requests_total";
 /// Seconds per stage of a chat-completion request, by `stage` (histogram):
-/// `classify`, `decide` (routed requests), `cache` (when the cache was
-/// consulted), `upstream` (until the upstream's response headers), `total`
+/// `classify`, `decide` (routed requests), `cache` (each cache lookup),
+/// `coalesce` (waiting for an identical request's upstream call), `upstream` (until the upstream's response headers), `total`
 /// (until the gateway's response headers: a streamed body goes on after
-/// it) and `overhead` (`total` − `upstream`: what the gateway itself added;
+/// it) and `overhead` (`total` − `upstream` − `coalesce`: what the gateway
+/// itself added;
 /// forwarded requests only).
 pub const STAGE_SECONDS: &str = "routemesh_stage_seconds";
 /// Cache lookups by `outcome`: `hit_exact`, `hit_semantic`, `miss`,
@@ -132,15 +133,19 @@ pub fn record_request(r: &RequestMetrics<'_>) {
     )
     .increment(1);
     let mut upstream = None::<Duration>;
+    // Waiting for another request's upstream call is not the gateway's own.
+    let mut coalesced = Duration::ZERO;
     for &(stage, d) in r.stages {
         metrics::histogram!(STAGE_SECONDS, "stage" => stage).record(d.as_secs_f64());
-        if stage == "upstream" {
-            upstream = Some(upstream.unwrap_or_default() + d);
+        match stage {
+            "upstream" => upstream = Some(upstream.unwrap_or_default() + d),
+            "coalesce" => coalesced += d,
+            _ => {}
         }
     }
     metrics::histogram!(STAGE_SECONDS, "stage" => "total").record(r.total.as_secs_f64());
     if let Some(u) = upstream {
-        let overhead = r.total.saturating_sub(u);
+        let overhead = r.total.saturating_sub(u + coalesced);
         metrics::histogram!(STAGE_SECONDS, "stage" => "overhead").record(overhead.as_secs_f64());
     }
 }
@@ -198,7 +203,7 @@ fn describe() {
     h!(
         STAGE_SECONDS,
         Unit::Seconds,
-        "Seconds per request stage (classify, decide, cache, upstream, total, overhead)."
+        "Seconds per request stage (classify, decide, cache, coalesce, upstream, total, overhead)."
     );
     c!(
         CACHE_LOOKUPS_TOTAL,
@@ -292,6 +297,19 @@ mod tests {
                 r#"routemesh_stage_seconds_count{stage="upstream"} 2"#,
                 r#"routemesh_stage_seconds_sum{stage="overhead"} 0.01"#,
                 r#"routemesh_stage_seconds_sum{stage="total"} 0.04"#,
+            ],
+        );
+    }
+
+    #[test]
+    fn waiting_for_an_identical_request_is_not_overhead() {
+        let ms = Duration::from_millis;
+        check(
+            &[("cache", ms(1)), ("coalesce", ms(25)), ("upstream", ms(10))],
+            ms(40),
+            &[
+                r#"routemesh_stage_seconds_sum{stage="coalesce"} 0.025"#,
+                r#"routemesh_stage_seconds_sum{stage="overhead"} 0.005"#,
             ],
         );
     }

@@ -243,21 +243,32 @@ async fn consult(
     upstream_timeout: Duration,
     trace: &mut Trace,
 ) -> Consulted {
-    let started = Instant::now();
     let d = cp.directives;
     let mut hit = None;
     let mut leader = None;
     if !d.no_cache {
+        let started = Instant::now();
         hit = hit_of(layer.lookup(&cp, false).await);
+        trace.stages.push(("cache", started.elapsed()));
         if hit.is_none() && !d.no_store {
-            match layer.join(&cp, upstream_timeout).await {
+            // Waiting for an identical request's upstream call is its own
+            // stage: it is upstream time, not cache time.
+            let started = Instant::now();
+            let joined = layer.join(&cp, upstream_timeout).await;
+            if !matches!(joined, Joined::Leader(_)) {
+                trace.stages.push(("coalesce", started.elapsed()));
+            }
+            match joined {
                 Joined::Leader(guard) => leader = Some(guard),
-                Joined::Waited => hit = hit_of(layer.lookup(&cp, true).await),
+                Joined::Waited => {
+                    let started = Instant::now();
+                    hit = hit_of(layer.lookup(&cp, true).await);
+                    trace.stages.push(("cache", started.elapsed()));
+                }
                 Joined::Alone => {}
             }
         }
     }
-    trace.stages.push(("cache", started.elapsed()));
     if let Some(h) = hit {
         trace.cache = Some(CacheTrace::Hit {
             tier: match h.tier {
