@@ -324,7 +324,9 @@ impl Learner {
     }
 
     fn next_state(&self, current: Option<ArmState>, event: &OutcomeEvent) -> ArmState {
-        let prior = self.prior(&event.decision, &event.model);
+        // One read of the tuning: prior and discount from the same version.
+        let tuning = self.tuning();
+        let prior = tuning.prior(&event.decision, &event.model);
         let mut s = current.unwrap_or(ArmState {
             posterior: prior.posterior,
             out_tokens: prior.out_tokens,
@@ -332,8 +334,7 @@ impl Learner {
             rewards: 0,
         });
         if let Some(r) = event.reward {
-            s.posterior
-                .update(r, self.tuning().discount, prior.posterior);
+            s.posterior.update(r, tuning.discount, prior.posterior);
             s.rewards += 1;
         }
         if let Some(t) = event.completion_tokens {
