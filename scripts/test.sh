@@ -8,7 +8,9 @@
 #   - creates .venv with the official `openai` Python client, which one
 #     integration test drives the gateway with.
 # Then it runs every test of the workspace (cargo-nextest when installed,
-# else cargo test).
+# else cargo test), and scripts/validate-deploy.sh: the real validators on
+# deploy/ (nats-server -t and a loopback NATS cluster, the compose-spec
+# schema, promtool, kustomize + kubernetes-validate, routemesh check-config).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,8 +34,13 @@ if ! .venv/bin/python -c "import openai" >/dev/null 2>&1; then
     .venv/bin/pip install --quiet --disable-pip-version-check "openai==${OPENAI_VERSION}"
 fi
 
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast "$@"
+    cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
-    cargo test --workspace --no-fail-fast "$@"
+    cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+
+# After the suite, which has built the gateway binary its last step uses.
+scripts/validate-deploy.sh || status=$?
+exit "$status"
