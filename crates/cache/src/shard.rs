@@ -323,14 +323,14 @@ impl Shard {
     pub(crate) fn lookup(&mut self, l: &Lookup, now_ms: u64) -> (Option<Hit>, Vec<u64>) {
         let mut removed = Vec::new();
         let scope_id = l.scope.id();
-        if let Some(id) = self.exact.get(&(scope_id, l.key)).copied() {
-            if let Some(slot) = self.entries.get(&id).filter(|s| s.entry.scope == l.scope) {
-                if slot.entry.expires_ms > now_ms {
-                    let hit = self.hit(id, Tier::Exact, 1.0, now_ms);
-                    return (hit, removed);
-                }
-                self.expire(id, &mut removed);
+        if let Some(id) = self.exact.get(&(scope_id, l.key)).copied()
+            && let Some(slot) = self.entries.get(&id).filter(|s| s.entry.scope == l.scope)
+        {
+            if slot.entry.expires_ms > now_ms {
+                let hit = self.hit(id, Tier::Exact, 1.0, now_ms);
+                return (hit, removed);
             }
+            self.expire(id, &mut removed);
         }
         let query = l
             .vector

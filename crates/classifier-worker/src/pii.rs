@@ -177,7 +177,7 @@ pub fn luhn_valid(digits: &[u32]) -> bool {
             }
         })
         .sum();
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 /// ISO 13616 IBAN: length 15–34, then mod-97 of the rearranged number is 1.

@@ -74,10 +74,10 @@ impl SeenIds {
             return false;
         }
         self.order.push_back(id.to_owned());
-        if self.order.len() > Self::KEPT {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
+        if self.order.len() > Self::KEPT
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
         }
         true
     }

@@ -18,10 +18,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{HeaderMap, header};
-use routemesh_cache::{Cache, CacheSettings, IndexParams, Lookup, LookupResult, Scope};
+use routemesh_cache::{
+    Answer, AnswerKind, Cache, CacheSettings, Hit, IndexParams, Insert, Lookup, LookupResult, Scope,
+};
 use routemesh_common::Config;
 use routemesh_common::config::{CacheConfig, CacheMode, CachePolicy};
 use serde_json::Value;
@@ -249,6 +252,132 @@ impl CacheLayer {
     }
 }
 
+/// What the cache said about a request.
+#[derive(Debug)]
+pub enum Consulted {
+    /// Answer with this.
+    Hit(Hit),
+    /// Go upstream; store the answer as `fill` says (`None`: do not).
+    /// `bypassed`: the client said `no-cache`, so nothing was looked up.
+    Miss {
+        fill: Option<Box<Fill>>,
+        bypassed: bool,
+    },
+}
+
+impl CacheLayer {
+    /// Looks the request up (unless the client said `no-cache`); on a miss,
+    /// waits (at most `upstream_timeout`) for an identical request already
+    /// calling the upstream, or becomes that request. Each lookup is pushed
+    /// to `stages` as `cache`, the wait as `coalesce` (upstream time, not
+    /// cache time).
+    pub async fn consult(
+        self: &Arc<Self>,
+        cp: CachePlan,
+        upstream_timeout: Duration,
+        stages: &mut Vec<(&'static str, Duration)>,
+    ) -> Consulted {
+        let d = cp.directives;
+        let mut hit = None;
+        let mut leader = None;
+        if !d.no_cache {
+            let started = Instant::now();
+            hit = hit_of(self.lookup(&cp, false).await);
+            stages.push(("cache", started.elapsed()));
+            if hit.is_none() && !d.no_store {
+                let started = Instant::now();
+                let joined = self.join(&cp, upstream_timeout).await;
+                if !matches!(joined, Joined::Leader(_)) {
+                    stages.push(("coalesce", started.elapsed()));
+                }
+                match joined {
+                    Joined::Leader(guard) => leader = Some(guard),
+                    Joined::Waited => {
+                        let started = Instant::now();
+                        hit = hit_of(self.lookup(&cp, true).await);
+                        stages.push(("cache", started.elapsed()));
+                    }
+                    Joined::Alone => {}
+                }
+            }
+        }
+        if let Some(h) = hit {
+            return Consulted::Hit(h);
+        }
+        let fill = (!d.no_store).then(|| {
+            Box::new(Fill {
+                layer: self.clone(),
+                plan: cp,
+                buf: Vec::new(),
+                _leader: leader,
+            })
+        });
+        Consulted::Miss {
+            fill,
+            bypassed: d.no_cache,
+        }
+    }
+}
+
+fn hit_of(result: LookupResult) -> Option<Hit> {
+    match result {
+        LookupResult::Hit(h) => Some(h),
+        LookupResult::Miss | LookupResult::TimedOut | LookupResult::Unavailable => None,
+    }
+}
+
+/// An answer being collected for the cache as it is relayed.
+#[derive(Debug)]
+pub struct Fill {
+    layer: Arc<CacheLayer>,
+    plan: CachePlan,
+    buf: Vec<u8>,
+    /// Set when identical requests wait for this one: they look again when
+    /// it is dropped, which is after the insert.
+    _leader: Option<InFlight>,
+}
+
+impl Fill {
+    /// Keeps `chunk`; false once the answer is too big to store.
+    pub fn push(&mut self, chunk: &[u8]) -> bool {
+        if self.buf.len() + chunk.len() > self.layer.max_entry_bytes() {
+            return false;
+        }
+        self.buf.extend_from_slice(chunk);
+        true
+    }
+
+    /// Stores the answer if it is complete: valid JSON, or an event stream
+    /// that ended with `data: [DONE]`.
+    pub fn finish(self, content_type: Option<&str>) {
+        let content_type = content_type.unwrap_or("application/json").to_owned();
+        let kind = if content_type.starts_with("text/event-stream") {
+            AnswerKind::Sse
+        } else {
+            AnswerKind::Json
+        };
+        let complete = match kind {
+            AnswerKind::Sse => self.buf.trim_ascii_end().ends_with(b"data: [DONE]"),
+            AnswerKind::Json => serde_json::from_slice::<serde::de::IgnoredAny>(&self.buf).is_ok(),
+        };
+        if !complete {
+            tracing::debug!("incomplete answer: not cached");
+            return;
+        }
+        self.layer.cache.insert(Insert {
+            scope: self.plan.scope,
+            key: self.plan.key,
+            vector: self.plan.vector,
+            answer: Answer {
+                kind,
+                content_type,
+                body: Bytes::from(self.buf),
+            },
+            ttl: Some(self.plan.ttl),
+        });
+    }
+}
+
 /// The cache crate's settings from the config.
 fn settings(c: &CacheConfig) -> CacheSettings {
     CacheSettings {
@@ -290,10 +419,10 @@ fn request_keys(req: &ChatRequest) -> RequestKeys {
                     .iter()
                     .rposition(|m| m.get("content").is_some_and(|c| !c.is_null()))
             });
-        if let Some(Value::Object(m)) = at.and_then(|i| messages.get_mut(i)) {
-            if let Some(c) = m.get_mut("content") {
-                prompt = c.take();
-            }
+        if let Some(Value::Object(m)) = at.and_then(|i| messages.get_mut(i))
+            && let Some(c) = m.get_mut("content")
+        {
+            prompt = c.take();
         }
     }
     // serde_json's map is ordered by key, so equal requests serialise alike.

@@ -8,15 +8,18 @@
 //! into learner updates, locally or through JetStream; [`cache`] keys
 //! requests for the semantic cache and coalesces identical misses; [`upstream`]
 //! forwards to the chosen model's upstream; [`server`] wires state,
-//! listener, readiness and shutdown; [`tracing_setup`] installs the log and
+//! listener, readiness and shutdown; [`ext_proc`] serves the same
+//! planning to Envoy as an external processor (gRPC); [`tracing_setup`] installs the log and
 //! the optional OpenTelemetry span export.
 
 #![forbid(unsafe_code)]
 
+pub mod answer;
 pub mod auth;
 pub mod cache;
 pub mod classify;
 pub mod config_file;
+pub mod ext_proc;
 pub mod http;
 pub mod learning;
 pub mod pipeline;

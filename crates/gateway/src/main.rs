@@ -61,6 +61,11 @@ enum Command {
         /// `routemesh metrics on …`).
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<SocketAddr>,
+        /// Also serve Envoy's external-processor gRPC API
+        /// (envoy.service.ext_proc.v3) at ADDR instead of `ext_proc.listen`
+        /// (e.g. 127.0.0.1:0; printed as `routemesh ext_proc on grpc://…`).
+        #[arg(long, value_name = "ADDR")]
+        ext_proc_listen: Option<SocketAddr>,
         /// How often to check the config file for changes and reload it
         /// (routes, decisions, models, upstreams, signals); `0s` turns the
         /// check off. SIGHUP always reloads.
@@ -95,12 +100,15 @@ fn main() -> ExitCode {
             nats,
             pool,
             metrics_listen,
+            ext_proc_listen,
             reload_poll,
             drain_timeout,
         } => {
             let overrides = Overrides {
                 listen,
                 nats: nats.map(|url| (url, pool)),
+                metrics_listen,
+                ext_proc_listen,
             };
             let options = ServeOptions {
                 reload: Some(ReloadSource {
@@ -110,7 +118,7 @@ fn main() -> ExitCode {
                 }),
                 drain_timeout,
             };
-            serve(&config, options, metrics_listen)
+            serve(&config, options)
         }
     }
 }
@@ -158,24 +166,17 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn serve(
-    path: &std::path::Path,
-    options: ServeOptions,
-    metrics_listen: Option<SocketAddr>,
-) -> ExitCode {
+fn serve(path: &std::path::Path, options: ServeOptions) -> ExitCode {
     let mut config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Some(listen) = metrics_listen {
-        config.metrics = Some(routemesh_common::config::MetricsConfig { listen });
-    }
     if let Some(source) = &options.reload {
-        if let Some((_, pool)) = &source.overrides.nats {
-            if !routemesh_common::wire::valid_pool_name(pool) {
-                eprintln!("routemesh: --pool `{pool}`: use letters, digits, `-` and `_`");
-                return ExitCode::from(EXIT_CONFIG);
-            }
+        if let Some((_, pool)) = &source.overrides.nats
+            && !routemesh_common::wire::valid_pool_name(pool)
+        {
+            eprintln!("routemesh: --pool `{pool}`: use letters, digits, `-` and `_`");
+            return ExitCode::from(EXIT_CONFIG);
         }
         source.overrides.apply(&mut config);
     }

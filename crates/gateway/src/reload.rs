@@ -6,7 +6,7 @@
 //!
 //! An invalid file, a classifier that cannot load, or a change to a section
 //! that only takes effect at start (`server`, `classifier`, `encoder`,
-//! `learning`, `cache`, `metrics`, `auth`, `tracing`; in mesh mode also
+//! `learning`, `cache`, `metrics`, `auth`, `tracing`, `ext_proc`; in mesh mode also
 //! `signals.classifiers`) keeps the running version and says why in the log.
 //! The file is polled (content hash) rather than watched with inotify: it
 //! works the same for editors that replace the file and for Kubernetes
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use routemesh_common::Config;
-use routemesh_common::config::{ConfigErrors, NatsConfig, Transport};
+use routemesh_common::config::{ConfigErrors, ExtProcConfig, MetricsConfig, NatsConfig, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::classify::Classifier;
@@ -36,6 +36,10 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// `--nats URL --pool NAME`
     pub nats: Option<(String, String)>,
+    /// `--metrics-listen`
+    pub metrics_listen: Option<SocketAddr>,
+    /// `--ext-proc-listen`
+    pub ext_proc_listen: Option<SocketAddr>,
 }
 
 impl Overrides {
@@ -49,6 +53,12 @@ impl Overrides {
                 nats: NatsConfig::plain(url.clone()),
             };
             config.encoder = None;
+        }
+        if let Some(listen) = self.metrics_listen {
+            config.metrics = Some(MetricsConfig { listen });
+        }
+        if let Some(listen) = self.ext_proc_listen {
+            config.ext_proc = Some(ExtProcConfig { listen });
         }
     }
 }
@@ -178,6 +188,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("metrics", &old.metrics, &new.metrics);
     check("auth", &old.auth, &new.auth);
     check("tracing", &old.tracing, &new.tracing);
+    check("ext_proc", &old.ext_proc, &new.ext_proc);
     if matches!(new.classifier.transport, Transport::Nats { .. }) {
         check(
             "signals.classifiers",

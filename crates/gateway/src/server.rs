@@ -88,18 +88,18 @@ pub fn check_classifier_labels(config: &Config) -> Result<(), ConfigErrors> {
         }
     }
     for r in &config.signals.label_refs {
-        if let Some(Some(known)) = labels.get(r.classifier.0) {
-            if !known.contains(&r.label) {
-                let name = &config.signals.classifiers[r.classifier.0].name;
-                errors.push(ConfigError {
-                    path: format!("{}.is", r.path),
-                    message: format!(
-                        "classifier `{name}` has no label `{}` (labels: {})",
-                        r.label,
-                        known.join(", ")
-                    ),
-                });
-            }
+        if let Some(Some(known)) = labels.get(r.classifier.0)
+            && !known.contains(&r.label)
+        {
+            let name = &config.signals.classifiers[r.classifier.0].name;
+            errors.push(ConfigError {
+                path: format!("{}.is", r.path),
+                message: format!(
+                    "classifier `{name}` has no label `{}` (labels: {})",
+                    r.label,
+                    known.join(", ")
+                ),
+            });
         }
     }
     if errors.is_empty() {
@@ -163,6 +163,25 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
             Some(NatsPool::new(client, pool).with_placement(elsewhere))
         }
     };
+    // Envoy's external-processor API, when configured: bound before the
+    // HTTP API so both addresses are printed before `listening`.
+    let ext_proc = match config.ext_proc {
+        Some(e) => {
+            let listener =
+                TcpListener::bind(e.listen)
+                    .await
+                    .map_err(|source| ServeError::Bind {
+                        addr: e.listen,
+                        source,
+                    })?;
+            announce(&format!(
+                "routemesh ext_proc on grpc://{}",
+                listener.local_addr()?
+            ));
+            Some(listener)
+        }
+        None => None,
+    };
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -196,6 +215,19 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
     if let Some(source) = options.reload {
         tokio::spawn(crate::reload::run(gateway.clone(), source));
     }
+    // Set when the gateway stops: the ext_proc server stops with the HTTP one.
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let ext_proc = ext_proc.map(|listener| {
+        let (gateway, auth) = (gateway.clone(), auth.clone());
+        let stopped = async move {
+            let _ = stopping_rx.wait_for(|s| *s).await;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = crate::ext_proc::serve(listener, gateway, auth, stopped).await {
+                tracing::error!(error = %e, "the ext_proc server failed");
+            }
+        })
+    });
     let app = crate::http::router(gateway, auth);
     let (stop_tx, stop_rx) = oneshot::channel::<ServeError>();
     let (draining_tx, draining_rx) = oneshot::channel::<()>();
@@ -207,6 +239,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
             }
             Ok(err) = failed_rx => { let _ = stop_tx.send(err); }
         }
+        let _ = stopping_tx.send(true);
     };
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     // Requests in flight get `drain_timeout` after the signal, then are cut.
@@ -221,6 +254,15 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
         served = server.into_future() => served?,
         () = drain_limit => {
             tracing::warn!(drain_timeout = ?options.drain_timeout, "requests still in flight at the drain timeout were cut off");
+        }
+    }
+    if let Some(task) = ext_proc {
+        // Its streams in flight had the same drain time as the HTTP ones.
+        if tokio::time::timeout(options.drain_timeout, task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("ext_proc streams still open at the drain timeout were cut off");
         }
     }
     if let Some(cache) = cache {
@@ -315,7 +357,7 @@ pub(crate) async fn prepare_routing(
             {
                 Ok(e) => break e,
                 Err(failure) if matches!(*classifier, Classifier::Nats(_)) => {
-                    if attempts % 10 == 0 {
+                    if attempts.is_multiple_of(10) {
                         tracing::warn!(classifier = %classifier.describe(), reason = failure.reason(), "waiting for classifier workers to embed the route examples");
                     }
                     attempts += 1;

@@ -64,10 +64,10 @@ impl Tracing {
     /// the runtime (after `block_on` returned) while the runtime still
     /// exists: the processor's task runs on it.
     pub fn shutdown(self) {
-        if let Some(provider) = self.provider {
-            if let Err(e) = provider.shutdown() {
-                eprintln!("routemesh: tracing.otlp: spans not flushed at exit: {e}");
-            }
+        if let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("routemesh: tracing.otlp: spans not flushed at exit: {e}");
         }
     }
 }

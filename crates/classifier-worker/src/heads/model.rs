@@ -176,15 +176,15 @@ impl Head {
         if probs.len() != self.info.labels.len() || probs.is_empty() {
             return None;
         }
-        if let (Some(positive), Some(threshold)) = (self.positive_index(), self.info.threshold) {
-            if probs.len() == 2 {
-                let pos = probs[positive];
-                return Some(if pos >= threshold {
-                    positive
-                } else {
-                    1 - positive
-                });
-            }
+        if let (Some(positive), Some(threshold)) = (self.positive_index(), self.info.threshold)
+            && probs.len() == 2
+        {
+            let pos = probs[positive];
+            return Some(if pos >= threshold {
+                positive
+            } else {
+                1 - positive
+            });
         }
         Some(argmax(probs))
     }

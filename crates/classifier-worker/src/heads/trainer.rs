@@ -45,12 +45,12 @@ pub(crate) fn train(args: &TrainHeadArgs, command: Vec<String>) -> Result<HeadIn
             args.data.display()
         )));
     }
-    if let Some(p) = &args.positive_label {
-        if labels.len() != 2 || !labels.contains(p) {
-            return Err(TrainError::Usage(format!(
-                "--positive-label `{p}` needs a binary head with that label (labels: {labels:?})"
-            )));
-        }
+    if let Some(p) = &args.positive_label
+        && (labels.len() != 2 || !labels.contains(p))
+    {
+        return Err(TrainError::Usage(format!(
+            "--positive-label `{p}` needs a binary head with that label (labels: {labels:?})"
+        )));
     }
     let y = label_indices(&train_data, &labels)?;
     let eval_y = match &eval_data {

@@ -51,6 +51,9 @@ pub struct Config {
     pub auth: Option<AuthConfig>,
     /// Trace export; the default (no `tracing:` section) exports nothing.
     pub tracing: TracingConfig,
+    /// The Envoy external-processor (gRPC) listener; `None` (no `ext_proc:`
+    /// section): the gateway serves its HTTP API only.
+    pub ext_proc: Option<ExtProcConfig>,
     model_index: HashMap<String, ModelId>,
 }
 
@@ -258,6 +261,14 @@ pub enum LearningShare {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricsConfig {
     /// Where `GET /metrics` is served (port 0: any free port).
+    pub listen: SocketAddr,
+}
+
+/// `ext_proc:` — the gateway as an Envoy external processor
+/// (`envoy.service.ext_proc.v3.ExternalProcessor`, gRPC), beside its HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtProcConfig {
+    /// Where the gRPC service listens (port 0: any free port).
     pub listen: SocketAddr,
 }
 

@@ -183,6 +183,13 @@ pub(crate) struct RawMetrics {
     pub(crate) listen: Option<String>,
 }
 
+/// `ext_proc:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExtProc {
+    pub(crate) listen: Option<String>,
+}
+
 /// `tracing:`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

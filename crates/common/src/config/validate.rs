@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::raw::RawAuth;
+use super::raw::RawExtProc;
 use super::raw::RawMetrics;
 use super::raw::RawTracing;
 use super::raw::{
@@ -51,6 +52,7 @@ const SECTIONS: &[&str] = &[
     "metrics",
     "auth",
     "tracing",
+    "ext_proc",
 ];
 /// Names the gateway itself puts in `x-routemesh-decision`.
 const RESERVED_DECISIONS: &[&str] = &["passthrough"];
@@ -111,6 +113,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let metrics = v.section::<RawMetrics>(take("metrics"), "metrics");
     let auth = v.section::<RawAuth>(take("auth"), "auth");
     let tracing = v.section::<RawTracing>(take("tracing"), "tracing");
+    let ext_proc = v.section::<RawExtProc>(take("ext_proc"), "ext_proc");
 
     let server = v.server(server);
     let learning = v.learning(learning, nats.as_ref(), base_dir);
@@ -118,6 +121,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let metrics = v.metrics(metrics, server.as_ref());
     let auth = v.auth(auth, base_dir);
     let tracing = v.tracing(tracing);
+    let ext_proc = v.ext_proc(ext_proc, server.as_ref(), metrics.as_ref());
     let classifier = v.classifier(classifier, nats, base_dir, learning_uses_nats(&learning));
     let encoder = match classifier.as_ref().map(|c| &c.transport) {
         Some(Transport::Embedded) => v.encoder(encoder, base_dir).map(Some),
@@ -152,13 +156,13 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     };
     let decisions = v.decisions(decisions, &scope);
     let default = v.default_decision(default, &scope);
-    if let Some(d) = &default {
-        if decisions.iter().any(|x| x.name == d.name) {
-            v.error(
-                "default.name",
-                format!("`{}` is also the name of a decision", d.name),
-            );
-        }
+    if let Some(d) = &default
+        && decisions.iter().any(|x| x.name == d.name)
+    {
+        v.error(
+            "default.name",
+            format!("`{}` is also the name of a decision", d.name),
+        );
     }
 
     signals.label_refs = std::mem::take(&mut v.label_refs);
@@ -178,6 +182,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
             metrics,
             auth,
             tracing,
+            ext_proc,
             model_index,
         }),
         _ => {
@@ -693,13 +698,13 @@ impl Validator {
                     "the classifier's folder is required".into(),
                 );
             }
-            if let Some(pool) = &c.pool {
-                if !crate::wire::valid_pool_name(pool) {
-                    self.error(
-                        &format!("{path}.pool"),
-                        format!("`{pool}`: use letters, digits, `-` and `_`"),
-                    );
-                }
+            if let Some(pool) = &c.pool
+                && !crate::wire::valid_pool_name(pool)
+            {
+                self.error(
+                    &format!("{path}.pool"),
+                    format!("`{pool}`: use letters, digits, `-` and `_`"),
+                );
             }
             out.push(ClassifierDef {
                 name: c.name,
@@ -756,6 +761,7 @@ impl Validator {
 mod auth;
 mod cache;
 mod decisions;
+mod ext_proc;
 mod metrics;
 mod tracing;
 mod upstreams;

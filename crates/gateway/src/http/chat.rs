@@ -4,8 +4,7 @@
 //! streaming (SSE) and plain responses: the gateway never holds an answer
 //! back. A copy is kept only to fill the cache (up to its entry limit).
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Extension;
 use axum::body::{Body, Bytes};
@@ -15,18 +14,17 @@ use axum::response::Response;
 use futures_util::{Stream, StreamExt as _};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use routemesh_common::config::{Candidate, HeaderEdits, ModelConfig, Reasoning};
-use routemesh_common::wire::OutcomeEvent;
 
 use super::error::ApiError;
 use super::meta::{self, CacheTrace, RequestId, Trace};
 use super::openai::ChatRequest;
+use crate::answer::{Outcomes, Watch};
 use crate::auth::Tenant;
-use crate::cache::{CacheLayer, CachePlan, InFlight, Joined, ScopeNames};
-use crate::learning::Learning;
-use crate::pipeline::Target;
+use crate::cache::{Consulted, Fill, ScopeNames};
+use crate::pipeline::{Forward, Target};
 use crate::state::AppState;
 use crate::upstream::{BodyError, BodyStream, Failure, Outgoing, Reply};
-use routemesh_cache::{Answer, AnswerKind, Hit, Insert, LookupResult, Tier};
+use routemesh_cache::{Answer, AnswerKind};
 use routemesh_classifier_worker::pii;
 
 pub(super) async fn chat_completions(
@@ -57,66 +55,16 @@ async fn handle(
     body: Result<Bytes, BytesRejection>,
     trace: &mut Trace,
 ) -> Result<Response, ApiError> {
-    let (mut req, plan) = meta::read_and_plan(state, body, trace).await?;
-    let forward = match plan.target {
-        Target::Block { message } => return Err(ApiError::Blocked { message }),
-        Target::Model(f) => f,
+    let Forwarding {
+        req,
+        forward,
+        decision,
+        learn,
+        mut fill,
+    } = match prepare(state, tenant, client_headers, body, trace).await? {
+        Prepared::Answered(resp) => return Ok(resp),
+        Prepared::Forward(f) => *f,
     };
-    let model = state.config.model(forward.model);
-    // Only routed requests teach the learner: a passthrough names its model.
-    let learn = plan.routed.is_some().then(|| Outcomes {
-        learning: state.learning.clone(),
-        decision: plan.decision.clone(),
-        model: model.name.clone(),
-        slo: forward.slo,
-        started: trace.started,
-    });
-    if let Some(o) = &learn {
-        // A cached answer came from this same model (the model is part of
-        // the cache scope), so feedback on it teaches the right arm.
-        state.learning.remember(&trace.id, &o.decision, &o.model);
-    }
-
-    // The cache: answer from it, or note what to store.
-    let mut fill = None;
-    if let Some(layer) = &state.cache {
-        let policy = layer.policy(forward.cache);
-        let embedding = plan
-            .routed
-            .as_ref()
-            .and_then(|r| r.embedding.as_ref())
-            .map(|e| e.vector.as_slice());
-        let timeout = state.config.upstream(model.upstream).timeouts.first_byte;
-        let names = ScopeNames {
-            tenant,
-            decision: &plan.decision,
-            model: &model.name,
-        };
-        match layer.plan(&req, names, client_headers, policy, embedding) {
-            None => trace.cache = Some(CacheTrace::Off),
-            Some(cp) => match consult(layer, cp, timeout, trace).await {
-                Consulted::Hit(resp) => return Ok(resp),
-                Consulted::Miss(f) => fill = f,
-            },
-        }
-    }
-
-    if !forward.redact_pii.is_empty() {
-        let kinds = &forward.redact_pii;
-        let redacted = req.redact_text(|text| {
-            let spans: Vec<_> = state
-                .pii
-                .detect(text)
-                .into_iter()
-                .filter(|s| kinds.contains(&s.kind))
-                .collect();
-            (!spans.is_empty()).then(|| (pii::redact(text, &spans), spans.len()))
-        });
-        trace.redacted = redacted;
-    }
-    if let Some(sp) = &forward.system_prompt {
-        req.set_system_prompt(sp);
-    }
     let headers = forwarded_headers(client_headers, &forward.headers);
     let chosen = Candidate {
         reasoning: forward.reasoning,
@@ -132,11 +80,11 @@ async fn handle(
     {
         let m = state.config.model(c.model);
         if n > 0 {
-            metrics::counter!("routemesh_upstream_fallbacks_total", "decision" => plan.decision.clone())
+            metrics::counter!("routemesh_upstream_fallbacks_total", "decision" => decision.clone())
                 .increment(1);
             tracing::info!(
                 request_id = %trace.id,
-                decision = %plan.decision,
+                decision = %decision,
                 model = %m.name,
                 "falling back to the next candidate model"
             );
@@ -202,16 +150,136 @@ async fn handle(
     }
     // A 4xx other than 429 is the request's fault, not the model's; only a
     // plain 200 is worth caching.
-    let watch = Watch {
-        outcomes: learn.filter(|_| status.is_success()),
-        fill: fill.filter(|_| status == StatusCode::OK),
-    };
+    let watch = Watch::new(
+        learn.filter(|_| status.is_success()),
+        fill.filter(|_| status == StatusCode::OK),
+    );
     Ok(relay(upstream, watch))
+}
+
+/// What to do with a chat request once it is planned.
+pub(crate) enum Prepared {
+    /// Answer with this now (a cache hit).
+    Answered(Response),
+    /// Send it to the chosen model.
+    Forward(Box<Forwarding>),
+}
+
+/// A planned request on its way to a model.
+pub(crate) struct Forwarding {
+    /// The request with the decision's edits applied (redaction, system
+    /// prompt); the model's own (reasoning, `model`) come with
+    /// [`upstream_body`].
+    pub(crate) req: ChatRequest,
+    pub(crate) forward: Forward,
+    pub(crate) decision: String,
+    /// Where the outcome goes; `None` for passthrough.
+    pub(crate) learn: Option<Outcomes>,
+    /// Where a complete answer is stored; `None` when it is not.
+    pub(crate) fill: Option<Box<Fill>>,
+}
+
+/// Reads, plans and, when the plan says so, answers a chat request from the
+/// cache or edits it for forwarding: everything before the upstream, which
+/// the HTTP gateway calls itself and Envoy calls under ext_proc. A block is
+/// an error; the trace records decision, model, cache and stages.
+pub(crate) async fn prepare(
+    state: &AppState,
+    tenant: &Tenant,
+    client_headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    trace: &mut Trace,
+) -> Result<Prepared, ApiError> {
+    let (mut req, plan) = meta::read_and_plan(state, body, trace).await?;
+    let forward = match plan.target {
+        Target::Block { message } => return Err(ApiError::Blocked { message }),
+        Target::Model(f) => f,
+    };
+    let model = state.config.model(forward.model);
+    // Only routed requests teach the learner: a passthrough names its model.
+    let learn = plan.routed.is_some().then(|| Outcomes {
+        learning: state.learning.clone(),
+        decision: plan.decision.clone(),
+        model: model.name.clone(),
+        slo: forward.slo,
+        started: trace.started,
+    });
+    if let Some(o) = &learn {
+        // A cached answer came from this same model (the model is part of
+        // the cache scope), so feedback on it teaches the right arm.
+        state.learning.remember(&trace.id, &o.decision, &o.model);
+    }
+
+    // The cache: answer from it, or note what to store.
+    let mut fill = None;
+    if let Some(layer) = &state.cache {
+        let policy = layer.policy(forward.cache);
+        let embedding = plan
+            .routed
+            .as_ref()
+            .and_then(|r| r.embedding.as_ref())
+            .map(|e| e.vector.as_slice());
+        let timeout = state.config.upstream(model.upstream).timeouts.first_byte;
+        let names = ScopeNames {
+            tenant,
+            decision: &plan.decision,
+            model: &model.name,
+        };
+        match layer.plan(&req, names, client_headers, policy, embedding) {
+            None => trace.cache = Some(CacheTrace::Off),
+            Some(cp) => match layer.consult(cp, timeout, &mut trace.stages).await {
+                Consulted::Hit(h) => {
+                    trace.cache = Some(CacheTrace::hit(&h));
+                    return Ok(Prepared::Answered(cached_response(&h.answer)));
+                }
+                Consulted::Miss { fill: f, bypassed } => {
+                    trace.cache = Some(if bypassed {
+                        CacheTrace::Bypass
+                    } else {
+                        CacheTrace::Miss
+                    });
+                    fill = f;
+                }
+            },
+        }
+    }
+
+    trace.redacted = edit_request(state, &forward, &mut req);
+    Ok(Prepared::Forward(Box::new(Forwarding {
+        req,
+        forward,
+        decision: plan.decision,
+        learn,
+        fill,
+    })))
+}
+
+/// Applies the decision's edits that hold for every candidate: personal
+/// data redacted, the system prompt set. Returns how many pieces of
+/// personal data were replaced.
+fn edit_request(state: &AppState, forward: &Forward, req: &mut ChatRequest) -> usize {
+    let mut redacted = 0;
+    if !forward.redact_pii.is_empty() {
+        let kinds = &forward.redact_pii;
+        redacted = req.redact_text(|text| {
+            let spans: Vec<_> = state
+                .pii
+                .detect(text)
+                .into_iter()
+                .filter(|s| kinds.contains(&s.kind))
+                .collect();
+            (!spans.is_empty()).then(|| (pii::redact(text, &spans), spans.len()))
+        });
+    }
+    if let Some(sp) = &forward.system_prompt {
+        req.set_system_prompt(sp);
+    }
+    redacted
 }
 
 /// The body for candidate `model`: its reasoning in its upstream's dialect,
 /// `model` rewritten to its upstream name.
-fn upstream_body(
+pub(crate) fn upstream_body(
     req: &ChatRequest,
     model: &ModelConfig,
     reasoning: Option<Reasoning>,
@@ -226,80 +294,6 @@ fn upstream_body(
         .map_err(|e| ApiError::bad_request(format!("cannot re-encode the request: {e}"), None))
 }
 
-/// What the cache said about a request.
-enum Consulted {
-    /// Answered from the cache.
-    Hit(Response),
-    /// Go upstream; store the answer as this says (`None`: do not).
-    Miss(Option<Fill>),
-}
-
-/// Looks the request up (unless the client said `no-cache`); on a miss,
-/// waits for an identical request already calling the upstream, or becomes
-/// that request.
-async fn consult(
-    layer: &Arc<CacheLayer>,
-    cp: CachePlan,
-    upstream_timeout: Duration,
-    trace: &mut Trace,
-) -> Consulted {
-    let d = cp.directives;
-    let mut hit = None;
-    let mut leader = None;
-    if !d.no_cache {
-        let started = Instant::now();
-        hit = hit_of(layer.lookup(&cp, false).await);
-        trace.stages.push(("cache", started.elapsed()));
-        if hit.is_none() && !d.no_store {
-            // Waiting for an identical request's upstream call is its own
-            // stage: it is upstream time, not cache time.
-            let started = Instant::now();
-            let joined = layer.join(&cp, upstream_timeout).await;
-            if !matches!(joined, Joined::Leader(_)) {
-                trace.stages.push(("coalesce", started.elapsed()));
-            }
-            match joined {
-                Joined::Leader(guard) => leader = Some(guard),
-                Joined::Waited => {
-                    let started = Instant::now();
-                    hit = hit_of(layer.lookup(&cp, true).await);
-                    trace.stages.push(("cache", started.elapsed()));
-                }
-                Joined::Alone => {}
-            }
-        }
-    }
-    if let Some(h) = hit {
-        trace.cache = Some(CacheTrace::Hit {
-            tier: match h.tier {
-                Tier::Exact => "exact",
-                Tier::Semantic => "semantic",
-            },
-            similarity: h.similarity,
-        });
-        return Consulted::Hit(cached_response(&h.answer));
-    }
-    trace.cache = Some(if d.no_cache {
-        CacheTrace::Bypass
-    } else {
-        CacheTrace::Miss
-    });
-    let fill = (!d.no_store).then(|| Fill {
-        layer: layer.clone(),
-        plan: cp,
-        buf: Vec::new(),
-        _leader: leader,
-    });
-    Consulted::Miss(fill)
-}
-
-fn hit_of(result: LookupResult) -> Option<Hit> {
-    match result {
-        LookupResult::Hit(h) => Some(h),
-        LookupResult::Miss | LookupResult::TimedOut | LookupResult::Unavailable => None,
-    }
-}
-
 /// A stored answer as the response to this request.
 fn cached_response(answer: &Answer) -> Response {
     let mut resp = Response::new(Body::from(answer.body.clone()));
@@ -312,98 +306,6 @@ fn cached_response(answer: &Answer) -> Response {
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     }
     resp
-}
-
-/// An answer being collected for the cache as it is relayed.
-struct Fill {
-    layer: Arc<CacheLayer>,
-    plan: CachePlan,
-    buf: Vec<u8>,
-    /// Set when identical requests wait for this one: they look again when
-    /// it is dropped, which is after the insert.
-    _leader: Option<InFlight>,
-}
-
-impl Fill {
-    /// Keeps `chunk`; false once the answer is too big to store.
-    fn push(&mut self, chunk: &[u8]) -> bool {
-        if self.buf.len() + chunk.len() > self.layer.max_entry_bytes() {
-            return false;
-        }
-        self.buf.extend_from_slice(chunk);
-        true
-    }
-
-    /// Stores the answer if it is complete: valid JSON, or an event stream
-    /// that ended with `data: [DONE]`.
-    fn finish(self, content_type: Option<&str>) {
-        let content_type = content_type.unwrap_or("application/json").to_owned();
-        let kind = if content_type.starts_with("text/event-stream") {
-            AnswerKind::Sse
-        } else {
-            AnswerKind::Json
-        };
-        let complete = match kind {
-            AnswerKind::Sse => self.buf.trim_ascii_end().ends_with(b"data: [DONE]"),
-            AnswerKind::Json => serde_json::from_slice::<serde::de::IgnoredAny>(&self.buf).is_ok(),
-        };
-        if !complete {
-            tracing::debug!("incomplete answer: not cached");
-            return;
-        }
-        self.layer.cache.insert(Insert {
-            scope: self.plan.scope,
-            key: self.plan.key,
-            vector: self.plan.vector,
-            answer: Answer {
-                kind,
-                content_type,
-                body: Bytes::from(self.buf),
-            },
-            ttl: Some(self.plan.ttl),
-        });
-    }
-}
-
-/// Where a routed request's implicit outcome goes.
-#[derive(Clone)]
-struct Outcomes {
-    learning: Arc<Learning>,
-    decision: String,
-    model: String,
-    slo: Option<Duration>,
-    started: Instant,
-}
-
-impl Outcomes {
-    /// The same request's outcome for another candidate model.
-    fn for_model(&self, model: &str) -> Self {
-        Self {
-            model: model.to_owned(),
-            ..self.clone()
-        }
-    }
-
-    /// Reward 0: the model did not answer.
-    fn failed(self, source: &str) {
-        let event = OutcomeEvent::new(self.decision, self.model, Some(0.0), source);
-        self.learning.report_in_background(event);
-    }
-
-    /// The answer ended: an SLO miss is a reward of 0; otherwise only the
-    /// usage (when the answer reported it) is recorded, since whether the
-    /// answer was good is for feedback to say.
-    fn finished(self, completion_tokens: Option<u32>) {
-        let slow = self.slo.is_some_and(|slo| self.started.elapsed() > slo);
-        let reward = slow.then_some(0.0);
-        if reward.is_none() && completion_tokens.is_none() {
-            return;
-        }
-        let source = if slow { "slo" } else { "usage" };
-        let mut event = OutcomeEvent::new(self.decision, self.model, reward, source);
-        event.completion_tokens = completion_tokens;
-        self.learning.report_in_background(event);
-    }
 }
 
 /// Client headers the gateway never forwards: framing, the client's own
@@ -458,15 +360,6 @@ const NOT_RELAYED: &[HeaderName] = &[
     header::PROXY_AUTHORIZATION,
 ];
 
-/// What to do with an answer while it is relayed.
-#[derive(Default)]
-struct Watch {
-    /// Report how it ended (usage, SLO, a broken stream).
-    outcomes: Option<Outcomes>,
-    /// Store it in the cache once complete.
-    fill: Option<Fill>,
-}
-
 /// Streams the upstream's status, headers and body back to the client,
 /// doing what `watch` says once the answer has ended.
 fn relay(upstream: Reply, mut watch: Watch) -> Response {
@@ -500,7 +393,7 @@ fn relay(upstream: Reply, mut watch: Watch) -> Response {
     if headers.contains_key(header::CONTENT_ENCODING) {
         watch.fill = None;
     }
-    let body = if watch.outcomes.is_none() && watch.fill.is_none() {
+    let body = if watch.is_idle() {
         Body::from_stream(upstream.body)
     } else {
         Body::from_stream(observed(upstream.body, watch, content_type))
@@ -511,13 +404,10 @@ fn relay(upstream: Reply, mut watch: Watch) -> Response {
     resp
 }
 
-/// Bytes of the end of an answer kept to find its `usage`.
-const TAIL: usize = 4096;
-
-/// Passes the body through unchanged, keeping its last bytes (and, to fill
-/// the cache, all of them up to the entry limit); at the end reports the
-/// outcome (usage, SLO) and stores the answer, or reports a failure if the
-/// stream broke. A client that hangs up early reports and stores nothing.
+/// Passes the body through unchanged while `watch` looks at it; at the
+/// end it reports the outcome and stores the answer, or reports a failure
+/// if the stream broke. A client that hangs up early reports and stores
+/// nothing.
 fn observed<S>(
     body: S,
     watch: Watch,
@@ -527,35 +417,26 @@ where
     S: Stream<Item = Result<Bytes, BodyError>> + Send + 'static,
 {
     futures_util::stream::unfold(
-        (Box::pin(body), watch, Vec::<u8>::new()),
-        move |(mut body, mut watch, mut tail)| {
+        (Box::pin(body), Some(watch)),
+        move |(mut body, mut watch)| {
             let content_type = content_type.clone();
             async move {
                 match body.next().await {
                     Some(Ok(chunk)) => {
-                        tail.extend_from_slice(&chunk);
-                        if tail.len() > TAIL {
-                            tail.drain(..tail.len() - TAIL);
+                        if let Some(w) = watch.as_mut() {
+                            w.chunk(&chunk);
                         }
-                        if watch.fill.as_mut().is_some_and(|f| !f.push(&chunk)) {
-                            tracing::debug!("answer larger than cache.max_entry_bytes: not cached");
-                            watch.fill = None;
-                        }
-                        Some((Ok(chunk), (body, watch, tail)))
+                        Some((Ok(chunk), (body, watch)))
                     }
                     Some(Err(e)) => {
-                        watch.fill = None;
-                        if let Some(o) = watch.outcomes.take() {
-                            o.failed("upstream_error");
+                        if let Some(w) = watch.take() {
+                            w.broke();
                         }
-                        Some((Err(e), (body, watch, tail)))
+                        Some((Err(e), (body, watch)))
                     }
                     None => {
-                        if let Some(f) = watch.fill.take() {
-                            f.finish(content_type.as_deref());
-                        }
-                        if let Some(o) = watch.outcomes.take() {
-                            o.finished(completion_tokens(&tail));
+                        if let Some(w) = watch.take() {
+                            w.ended(content_type.as_deref());
                         }
                         None
                     }
@@ -565,34 +446,9 @@ where
     )
 }
 
-/// The last `"completion_tokens": N` in a JSON body or SSE stream.
-fn completion_tokens(tail: &[u8]) -> Option<u32> {
-    const KEY: &[u8] = b"\"completion_tokens\"";
-    let at = tail.windows(KEY.len()).rposition(|w| w == KEY)?;
-    let rest = &tail[at + KEY.len()..];
-    let rest = rest
-        .iter()
-        .position(|b| !(b.is_ascii_whitespace() || *b == b':'))
-        .map(|i| &rest[i..])?;
-    let end = rest
-        .iter()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(rest.len());
-    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn usage_is_found_at_the_end_of_json_and_sse_bodies() {
-        let json = br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens": 42,"total_tokens":47}}"#;
-        assert_eq!(completion_tokens(json), Some(42));
-        let sse = b"data: {\"usage\":{\"completion_tokens\":7}}\n\ndata: [DONE]\n\n";
-        assert_eq!(completion_tokens(sse), Some(7));
-        assert_eq!(completion_tokens(b"data: {\"choices\":[]}"), None);
-    }
 
     #[test]
     fn client_headers_are_forwarded_minus_credentials_and_edits() {

@@ -29,7 +29,7 @@ pub(super) async fn strip_internal_headers(mut req: Request, next: Next) -> Resp
     next.run(req).await
 }
 
-fn strip(headers: &mut HeaderMap) {
+pub(crate) fn strip(headers: &mut HeaderMap) {
     let spoofed: Vec<_> = headers
         .keys()
         .filter(|n| n.as_str().starts_with(INTERNAL_PREFIX))
@@ -107,7 +107,7 @@ fn refuse(denied: Denied) -> Response {
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive);
 /// `None` when absent or not a bearer credential.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();

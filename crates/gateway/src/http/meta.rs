@@ -26,19 +26,19 @@ use crate::telemetry::{self, Outcome, RequestMetrics};
 /// What the gateway learned about a request, written into response headers
 /// whether the request succeeded or not.
 #[derive(Debug)]
-pub(super) struct Trace {
-    pub(super) id: String,
-    pub(super) started: Instant,
-    pub(super) decision: Option<String>,
-    pub(super) model: Option<String>,
+pub(crate) struct Trace {
+    pub(crate) id: String,
+    pub(crate) started: Instant,
+    pub(crate) decision: Option<String>,
+    pub(crate) model: Option<String>,
     /// Pieces of personal data replaced before forwarding.
-    pub(super) redacted: usize,
+    pub(crate) redacted: usize,
     /// Why routing ran without embedding signals, if it did.
-    pub(super) degraded: Option<&'static str>,
+    pub(crate) degraded: Option<&'static str>,
     /// What the cache did; `None` when there is no cache.
-    pub(super) cache: Option<CacheTrace>,
+    pub(crate) cache: Option<CacheTrace>,
     /// `(stage, duration)` in the order they happened.
-    pub(super) stages: Vec<(&'static str, Duration)>,
+    pub(crate) stages: Vec<(&'static str, Duration)>,
     /// Whether [`Trace::respond`] counts the request in the metrics (chat
     /// completions; not dry runs).
     counted: bool,
@@ -46,7 +46,7 @@ pub(super) struct Trace {
 
 /// What the cache did for a request (the `x-routemesh-cache*` headers).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum CacheTrace {
+pub(crate) enum CacheTrace {
     /// The decision's cache policy is `off`.
     Off,
     /// The client said `Cache-Control: no-cache`.
@@ -58,15 +58,27 @@ pub(super) enum CacheTrace {
     },
 }
 
+impl CacheTrace {
+    pub(crate) fn hit(h: &routemesh_cache::Hit) -> Self {
+        Self::Hit {
+            tier: match h.tier {
+                routemesh_cache::Tier::Exact => "exact",
+                routemesh_cache::Tier::Semantic => "semantic",
+            },
+            similarity: h.similarity,
+        }
+    }
+}
+
 /// The gateway's id for a request, set by [`request_id`] on every request.
 #[derive(Debug, Clone)]
-pub(super) struct RequestId(pub(super) String);
+pub(crate) struct RequestId(pub(crate) String);
 
 /// Middleware: gives every request an id (in its extensions) and every
 /// response the `x-routemesh-request-id` header, errors and 404s included.
 /// The request runs in a `request` span carrying `request_id`, so every
 /// line it logs carries the id.
-pub(super) async fn request_id(mut req: Request, next: Next) -> Response {
+pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let span = tracing::info_span!(
         "request",
@@ -83,7 +95,7 @@ pub(super) async fn request_id(mut req: Request, next: Next) -> Response {
 }
 
 impl Trace {
-    pub(super) fn start(id: RequestId) -> Self {
+    pub(crate) fn start(id: RequestId) -> Self {
         Self {
             id: id.0,
             started: Instant::now(),
@@ -99,7 +111,7 @@ impl Trace {
 
     /// A trace for a dry run: headers as usual, nothing counted in the
     /// request metrics (nothing is forwarded).
-    pub(super) fn dry_run(id: RequestId) -> Self {
+    pub(crate) fn dry_run(id: RequestId) -> Self {
         Self {
             counted: false,
             ..Self::start(id)
@@ -122,7 +134,7 @@ impl Trace {
 
     /// Records the plan: decision, model (if any) and, when routed, the
     /// classify and decide stages.
-    pub(super) fn record(&mut self, plan: &RoutePlan, model: Option<&str>) {
+    pub(crate) fn record(&mut self, plan: &RoutePlan, model: Option<&str>) {
         if let Some(r) = &plan.routed {
             self.stages.push(("classify", r.classify));
             self.stages.push(("decide", r.decide));
@@ -139,7 +151,7 @@ impl Trace {
     /// The response for a handler's result, with the trace's headers; counts
     /// the request and records its stage latencies (the one place request
     /// metrics are recorded).
-    pub(super) fn respond(&self, result: Result<Response, ApiError>) -> Response {
+    pub(crate) fn respond(&self, result: Result<Response, ApiError>) -> Response {
         let (outcome, mut resp) = match result {
             Ok(resp) => (self.answered(resp.status()), resp),
             Err(e) => {
@@ -227,7 +239,7 @@ fn refused(e: &ApiError) -> Option<Outcome> {
 
 /// Reads, parses and plans a chat-completions body: the part the chat
 /// endpoint and the dry run share. Records the plan on the trace.
-pub(super) async fn read_and_plan(
+pub(crate) async fn read_and_plan(
     state: &AppState,
     body: Result<Bytes, BytesRejection>,
     trace: &mut Trace,

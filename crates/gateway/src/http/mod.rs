@@ -4,11 +4,11 @@
 //! errors to HTTP ([`error`]).
 
 mod admin;
-mod chat;
+pub(crate) mod chat;
 pub mod error;
 mod feedback;
-mod guard;
-mod meta;
+pub(crate) mod guard;
+pub(crate) mod meta;
 pub mod openai;
 mod route;
 

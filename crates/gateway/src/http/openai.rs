@@ -117,10 +117,10 @@ impl ChatRequest {
                 Some(v @ Value::String(_)) => apply(v),
                 Some(Value::Array(parts)) => {
                     for part in parts {
-                        if part.get("type").and_then(Value::as_str) == Some("text") {
-                            if let Some(text) = part.get_mut("text") {
-                                apply(text);
-                            }
+                        if part.get("type").and_then(Value::as_str) == Some("text")
+                            && let Some(text) = part.get_mut("text")
+                        {
+                            apply(text);
                         }
                     }
                 }

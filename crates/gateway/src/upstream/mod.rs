@@ -175,6 +175,12 @@ impl UpstreamPool {
         &self.upstreams[id.0].name
     }
 
+    /// The `Authorization` value sent to upstream `id` (`Bearer` its API
+    /// key), when it has a key.
+    pub fn authorization(&self, id: UpstreamId) -> Option<&HeaderValue> {
+        self.upstreams[id.0].auth.as_ref()
+    }
+
     /// POSTs a chat-completions request to upstream `id`, retrying as its
     /// config says, until a response's first body byte arrives. `started`
     /// is when forwarding began: the upstream's total timeout counts from

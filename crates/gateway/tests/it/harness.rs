@@ -226,6 +226,8 @@ async fn terminate(child: &mut Child) -> Result<Option<i32>> {
 /// A running `routemesh serve`; killed on drop.
 pub struct Gateway {
     pub base: String,
+    /// `http://ADDR` of the ext_proc gRPC service, when it runs.
+    pub ext_proc: Option<String>,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -261,22 +263,31 @@ impl Gateway {
         let mut lines = BufReader::new(stdout).lines();
         let wait = async {
             let mut base = None;
+            let mut ext_proc = None;
             while let Some(line) = lines.next_line().await? {
                 if let Some(addr) = line.strip_prefix("routemesh listening on ") {
                     base = Some(addr.to_owned());
                 }
+                if let Some(addr) = line.strip_prefix("routemesh ext_proc on grpc://") {
+                    ext_proc = Some(format!("http://{addr}"));
+                }
                 if line == "routemesh ready" {
-                    return base.context("ready before listening");
+                    return Ok((base.context("ready before listening")?, ext_proc));
                 }
             }
             bail!("the gateway exited before it was ready")
         };
-        let base = tokio::time::timeout(Duration::from_secs(120), wait)
+        let (base, ext_proc) = tokio::time::timeout(Duration::from_secs(120), wait)
             .await
             .context("the gateway was not ready within 120 s")??;
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { base, child, dir })
+        Ok(Self {
+            base,
+            ext_proc,
+            child,
+            dir,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {

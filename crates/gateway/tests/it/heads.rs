@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::harness::{Fakes, Gateway, chat, header};
 
 /// The example config with its commented-out injection guard turned on.
-fn with_injection_guard(fakes: &Fakes) -> Result<String> {
+pub(crate) fn with_injection_guard(fakes: &Fakes) -> Result<String> {
     let text = fakes.example_config()?;
     let commented = "  # - name: injection\n  #   priority: 1000\n  #   when: { label: { classifier: injection, is: injection, min: 0.97 } }\n  #   block:";
     anyhow::ensure!(

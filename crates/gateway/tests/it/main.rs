@@ -10,6 +10,7 @@ mod auth;
 mod cache;
 mod config_cli;
 mod errors;
+mod ext_proc;
 mod heads;
 mod learning;
 mod lifecycle;

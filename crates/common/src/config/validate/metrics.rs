@@ -27,16 +27,15 @@ impl Validator {
             );
             return None;
         };
-        if let Some(s) = server {
-            if listen.port() != 0 && listen == s.listen {
-                self.error(
-                    "metrics.listen",
-                    format!(
-                        "{listen} is also `server.listen`; metrics need a listener of their own"
-                    ),
-                );
-                return None;
-            }
+        if let Some(s) = server
+            && listen.port() != 0
+            && listen == s.listen
+        {
+            self.error(
+                "metrics.listen",
+                format!("{listen} is also `server.listen`; metrics need a listener of their own"),
+            );
+            return None;
         }
         Some(MetricsConfig { listen })
     }

@@ -1,0 +1,645 @@
+//! The gateway as an Envoy external processor
+//! (`envoy.service.ext_proc.v3.ExternalProcessor`, gRPC).
+//!
+//! Teams that already run Envoy keep it in front; Envoy calls routemesh for
+//! every chat request and forwards it upstream itself. One gRPC stream is
+//! one HTTP request. The conversation, and what routemesh answers:
+//!
+//! 1. **request headers**: a chat completion (`POST …/chat/completions`)
+//!    is kept for its body; the client's `x-routemesh-*` headers are
+//!    removed; with `auth:` a request without a valid API key is answered
+//!    401 at once. Any other request passes untouched.
+//! 2. **request body** (Envoy's `BUFFERED` mode: the whole body in one
+//!    message): the same planning as the HTTP gateway
+//!    ([`chat::prepare`]): passthrough or classify → decide, the cache, the
+//!    decision's edits. The answer is a body mutation (the request as the
+//!    chosen model gets it: `model` rewritten, reasoning, system prompt,
+//!    redaction), headers for Envoy's route table (`x-routemesh-model`,
+//!    `x-routemesh-decision`, `x-routemesh-upstream`), the upstream's API
+//!    key, the decision's header edits, and `clear_route_cache` so Envoy
+//!    routes on the new headers. A block, a bad request or a cache hit is an
+//!    immediate response instead (an OpenAI-style error, or the cached
+//!    answer).
+//! 3. **response headers and body**: answered at once, never changed but
+//!    for the `x-routemesh-*` response headers; the body is only looked at
+//!    ([`Watch`]): the outcome (failure, usage, SLO) goes to the learner and
+//!    a complete 200 answer into the cache, in the background.
+//!
+//! Retries and fallbacks between endpoints are Envoy's (its route's retry
+//! policy), not the gateway's upstream pool's.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
+use envoy_types::pb::envoy::service::ext_proc::v3::body_mutation::Mutation;
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{
+    ExternalProcessor, ExternalProcessorServer,
+};
+use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Message;
+use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response as Reply;
+use envoy_types::pb::envoy::service::ext_proc::v3::{
+    BodyMutation, BodyResponse, CommonResponse, HeaderMutation, HeadersResponse, HttpBody,
+    HttpHeaders, ImmediateResponse, ProcessingRequest, ProcessingResponse, TrailersResponse,
+};
+use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+use futures_util::{Stream, StreamExt as _};
+use http::{HeaderMap, HeaderName, StatusCode, header};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tracing::Instrument as _;
+
+use crate::answer::Watch;
+use crate::auth::{Auth, Tenant};
+use crate::http::chat::{self, Forwarding, Prepared};
+use crate::http::error::ApiError;
+use crate::http::meta::{RequestId, Trace};
+use crate::http::{HEADER_DECISION, HEADER_MODEL, HEADER_REQUEST_ID};
+use crate::state::{AppState, Gateway};
+
+/// Request header naming the upstream (a cluster per upstream, when several
+/// models share one server).
+pub const HEADER_UPSTREAM: &str = "x-routemesh-upstream";
+
+/// Prefix of the header names that are the gateway's own.
+const INTERNAL_PREFIX: &str = "x-routemesh-";
+
+/// Serves the external-processor API on `listener` until `shutdown`
+/// resolves; streams in flight then finish.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    auth: Option<Arc<Auth>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    // Replies are small and latency-bound: no Nagle delay.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        })
+    });
+    tonic::transport::Server::builder()
+        .add_service(ExternalProcessorServer::new(ExtProc { gateway, auth }))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// The gRPC service: one [`Exchange`] per stream.
+#[derive(Debug, Clone)]
+pub struct ExtProc {
+    gateway: Arc<Gateway>,
+    auth: Option<Arc<Auth>>,
+}
+
+impl ExtProc {
+    pub fn new(gateway: Arc<Gateway>, auth: Option<Arc<Auth>>) -> Self {
+        Self { gateway, auth }
+    }
+}
+
+type Replies = Pin<Box<dyn Stream<Item = Result<ProcessingResponse, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ExternalProcessor for ExtProc {
+    type ProcessStream = Replies;
+
+    async fn process(
+        &self,
+        request: tonic::Request<tonic::Streaming<ProcessingRequest>>,
+    ) -> Result<tonic::Response<Self::ProcessStream>, tonic::Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(4);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let span = tracing::info_span!("ext_proc", request_id = %id);
+        // Each request runs start to end on the config version current now.
+        let mut exchange = Exchange::new(self.gateway.snapshot(), self.auth.clone(), id);
+        tokio::spawn(
+            async move {
+                while let Some(message) = inbound.next().await {
+                    let message = match message {
+                        Ok(m) => m,
+                        Err(status) => {
+                            tracing::debug!(%status, "Envoy closed the stream");
+                            break;
+                        }
+                    };
+                    let Some(message) = message.request else {
+                        continue;
+                    };
+                    if let Message::ResponseBody(body) = message {
+                        // The answer is never held back: reply first, look after.
+                        if tx.send(Ok(continue_body(false))).await.is_err() {
+                            break;
+                        }
+                        exchange.response_body(&body);
+                        continue;
+                    }
+                    let reply = exchange.handle(message).await;
+                    if tx.send(Ok(reply)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// One HTTP request's conversation with Envoy.
+struct Exchange {
+    state: AppState,
+    auth: Option<Arc<Auth>>,
+    id: String,
+    phase: Phase,
+}
+
+/// Where the conversation is.
+enum Phase {
+    /// Before the request headers.
+    Start,
+    /// Not a chat completion: everything passes unchanged.
+    Ignored,
+    /// A chat completion whose body is arriving.
+    Request(Box<Pending>),
+    /// Sent upstream; waiting for the answer's headers.
+    Forwarded {
+        trace: Box<Trace>,
+        sent: Instant,
+        watch: Watch,
+    },
+    /// The answer is passing.
+    Answer {
+        watch: Watch,
+        content_type: Option<String>,
+    },
+    /// Answered here, or over.
+    Done,
+}
+
+/// A chat request before its body is complete.
+struct Pending {
+    trace: Trace,
+    headers: HeaderMap,
+    tenant: Tenant,
+    body: Vec<u8>,
+}
+
+impl Exchange {
+    fn new(state: AppState, auth: Option<Arc<Auth>>, id: String) -> Self {
+        Self {
+            state,
+            auth,
+            id,
+            phase: Phase::Start,
+        }
+    }
+
+    /// The reply to one message (response bodies: [`Self::response_body`]).
+    async fn handle(&mut self, message: Message) -> ProcessingResponse {
+        match message {
+            Message::RequestHeaders(h) => self.request_headers(&h).await,
+            Message::RequestBody(b) => self.request_body(b).await,
+            Message::ResponseHeaders(h) => self.response_headers(&h),
+            Message::ResponseBody(b) => {
+                self.response_body(&b);
+                continue_body(false)
+            }
+            Message::RequestTrailers(_) => {
+                reply(Reply::RequestTrailers(TrailersResponse::default()))
+            }
+            Message::ResponseTrailers(_) => {
+                // Trailers end the answer.
+                if let Phase::Answer {
+                    watch,
+                    content_type,
+                } = std::mem::replace(&mut self.phase, Phase::Done)
+                {
+                    watch.ended(content_type.as_deref());
+                }
+                reply(Reply::ResponseTrailers(TrailersResponse::default()))
+            }
+        }
+    }
+
+    async fn request_headers(&mut self, h: &HttpHeaders) -> ProcessingResponse {
+        let (pseudo, headers) = read_headers(h);
+        // The client's `x-routemesh-*` headers never reach the upstream.
+        let spoofed: Vec<String> = headers
+            .keys()
+            .filter(|n| n.as_str().starts_with(INTERNAL_PREFIX))
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        let strip = HeadersResponse {
+            response: Some(CommonResponse {
+                header_mutation: (!spoofed.is_empty()).then(|| HeaderMutation {
+                    set_headers: Vec::new(),
+                    remove_headers: spoofed,
+                }),
+                ..CommonResponse::default()
+            }),
+        };
+        if !is_chat(&pseudo) {
+            self.phase = Phase::Ignored;
+            return reply(Reply::RequestHeaders(strip));
+        }
+        let trace = Trace::start(RequestId(self.id.clone()));
+        let tenant = match &self.auth {
+            Some(auth) => match auth.tenant(crate::http::guard::bearer(&headers)) {
+                Ok(t) => t.clone(),
+                Err(denied) => {
+                    self.phase = Phase::Done;
+                    return self.immediate(&trace, Err(denied.into())).await;
+                }
+            },
+            None => {
+                Tenant::from_credential(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+            }
+        };
+        if h.end_of_stream {
+            self.phase = Phase::Done;
+            let e = ApiError::bad_request("the request has no body", None);
+            return self.immediate(&trace, Err(e)).await;
+        }
+        self.phase = Phase::Request(Box::new(Pending {
+            trace,
+            headers,
+            tenant,
+            body: Vec::new(),
+        }));
+        reply(Reply::RequestHeaders(strip))
+    }
+
+    async fn request_body(&mut self, b: HttpBody) -> ProcessingResponse {
+        let Phase::Request(pending) = &mut self.phase else {
+            return continue_body(true);
+        };
+        pending.body.extend_from_slice(&b.body);
+        let limit = self.state.config.server.max_body_bytes;
+        if pending.body.len() > limit {
+            let Phase::Request(p) = std::mem::replace(&mut self.phase, Phase::Done) else {
+                unreachable!("matched above")
+            };
+            let e = ApiError::PayloadTooLarge { limit };
+            return self.immediate(&p.trace, Err(e)).await;
+        }
+        if !b.end_of_stream {
+            // Envoy's STREAMED mode: the pieces are held back here and the
+            // whole edited body goes with the last one. (Envoy has chosen
+            // the route by then: route on the headers needs BUFFERED.)
+            return reply(Reply::RequestBody(BodyResponse {
+                response: Some(CommonResponse {
+                    body_mutation: Some(BodyMutation {
+                        mutation: Some(Mutation::ClearBody(true)),
+                    }),
+                    ..CommonResponse::default()
+                }),
+            }));
+        }
+        let Phase::Request(p) = std::mem::replace(&mut self.phase, Phase::Done) else {
+            unreachable!("matched above")
+        };
+        let Pending {
+            mut trace,
+            headers,
+            tenant,
+            body,
+        } = *p;
+        let state = self.state.clone();
+        let prepared =
+            chat::prepare(&state, &tenant, &headers, Ok(Bytes::from(body)), &mut trace).await;
+        let f = match prepared {
+            Err(e) => return self.immediate(&trace, Err(e)).await,
+            Ok(Prepared::Answered(resp)) => return self.immediate(&trace, Ok(resp)).await,
+            Ok(Prepared::Forward(f)) => f,
+        };
+        match self.forward(&state, *f, trace) {
+            Ok(r) => r,
+            Err((trace, e)) => self.immediate(&trace, Err(e)).await,
+        }
+    }
+
+    /// The edited body and the headers Envoy routes on.
+    #[allow(clippy::result_large_err)]
+    fn forward(
+        &mut self,
+        state: &AppState,
+        f: Forwarding,
+        trace: Trace,
+    ) -> Result<ProcessingResponse, (Trace, ApiError)> {
+        let model = state.config.model(f.forward.model);
+        let body = match chat::upstream_body(&f.req, model, f.forward.reasoning, state) {
+            Ok(b) => b,
+            Err(e) => return Err((trace, e)),
+        };
+        let mut set = vec![
+            overwrite(HEADER_MODEL, model.name.as_bytes()),
+            overwrite(HEADER_DECISION, f.decision.as_bytes()),
+            overwrite(
+                HEADER_UPSTREAM,
+                state.config.upstream(model.upstream).name.as_bytes(),
+            ),
+            overwrite(
+                header::CONTENT_LENGTH.as_str(),
+                body.len().to_string().as_bytes(),
+            ),
+        ];
+        let mut remove = Vec::new();
+        // The upstream gets the gateway's key for it, never the client's.
+        match state.upstreams.authorization(model.upstream) {
+            Some(key) => set.push(overwrite(header::AUTHORIZATION.as_str(), key.as_bytes())),
+            None => remove.push(header::AUTHORIZATION.as_str().to_owned()),
+        }
+        for (name, value) in &f.forward.headers.add {
+            set.push(overwrite(name, value.as_bytes()));
+        }
+        remove.extend(f.forward.headers.remove.iter().cloned());
+        self.phase = Phase::Forwarded {
+            trace: Box::new(trace),
+            sent: Instant::now(),
+            watch: Watch::new(f.learn, f.fill),
+        };
+        Ok(reply(Reply::RequestBody(BodyResponse {
+            response: Some(CommonResponse {
+                header_mutation: Some(HeaderMutation {
+                    set_headers: set,
+                    remove_headers: remove,
+                }),
+                body_mutation: Some(BodyMutation {
+                    mutation: Some(Mutation::Body(body.to_vec())),
+                }),
+                clear_route_cache: true,
+                ..CommonResponse::default()
+            }),
+        })))
+    }
+
+    fn response_headers(&mut self, h: &HttpHeaders) -> ProcessingResponse {
+        let Phase::Forwarded {
+            mut trace,
+            sent,
+            mut watch,
+        } = std::mem::replace(&mut self.phase, Phase::Done)
+        else {
+            return reply(Reply::ResponseHeaders(HeadersResponse::default()));
+        };
+        let (pseudo, headers) = read_headers(h);
+        let status = pseudo
+            .status
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::OK);
+        trace.stages.push(("upstream", sent.elapsed()));
+        // As the HTTP gateway: a 5xx or 429 is the model failing; another
+        // 4xx the request's fault; only a plain 200 is worth caching, and
+        // not a compressed one (it would be replayed without its encoding).
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            if let Some(o) = watch.outcomes.take() {
+                o.failed("upstream_error");
+            }
+        } else if !status.is_success() {
+            watch.outcomes = None;
+        }
+        if status != StatusCode::OK || headers.contains_key(header::CONTENT_ENCODING) {
+            watch.fill = None;
+        }
+        // The request's metrics, and the gateway's headers on the answer.
+        let mut marked = Response::new(Body::empty());
+        *marked.status_mut() = status;
+        let marked = trace.respond(Ok(marked));
+        let mut set: Vec<HeaderValueOption> = marked
+            .headers()
+            .iter()
+            .map(|(n, v)| overwrite(n.as_str(), v.as_bytes()))
+            .collect();
+        set.push(overwrite(HEADER_REQUEST_ID, self.id.as_bytes()));
+        // The upstream's own `x-routemesh-*` headers are not relayed.
+        let remove = headers
+            .keys()
+            .filter(|n| {
+                n.as_str().starts_with(INTERNAL_PREFIX) && !marked.headers().contains_key(*n)
+            })
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if h.end_of_stream {
+            watch.ended(content_type.as_deref());
+        } else {
+            self.phase = Phase::Answer {
+                watch,
+                content_type,
+            };
+        }
+        reply(Reply::ResponseHeaders(HeadersResponse {
+            response: Some(CommonResponse {
+                header_mutation: Some(HeaderMutation {
+                    set_headers: set,
+                    remove_headers: remove,
+                }),
+                ..CommonResponse::default()
+            }),
+        }))
+    }
+
+    /// Looks at a piece of the answer (already answered: CONTINUE).
+    fn response_body(&mut self, b: &HttpBody) {
+        let Phase::Answer { watch, .. } = &mut self.phase else {
+            return;
+        };
+        watch.chunk(&b.body);
+        if b.end_of_stream
+            && let Phase::Answer {
+                watch,
+                content_type,
+            } = std::mem::replace(&mut self.phase, Phase::Done)
+        {
+            watch.ended(content_type.as_deref());
+        }
+    }
+
+    /// The response Envoy sends the client itself: an error or a cached
+    /// answer, with the gateway's headers; counted in the metrics.
+    async fn immediate(
+        &self,
+        trace: &Trace,
+        result: Result<Response, ApiError>,
+    ) -> ProcessingResponse {
+        let resp = trace.respond(result);
+        let (parts, body) = resp.into_parts();
+        let body = match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a local reply's body");
+                Bytes::new()
+            }
+        };
+        let mut set: Vec<HeaderValueOption> = parts
+            .headers
+            .iter()
+            .map(|(n, v)| overwrite(n.as_str(), v.as_bytes()))
+            .collect();
+        set.push(overwrite(HEADER_REQUEST_ID, self.id.as_bytes()));
+        reply(Reply::ImmediateResponse(ImmediateResponse {
+            status: Some(HttpStatus {
+                code: i32::from(parts.status.as_u16()),
+            }),
+            headers: Some(HeaderMutation {
+                set_headers: set,
+                remove_headers: Vec::new(),
+            }),
+            body: body.to_vec(),
+            grpc_status: None,
+            details: format!("routemesh_{}", parts.status.as_u16()),
+        }))
+    }
+}
+
+/// The pseudo-headers routemesh reads.
+#[derive(Debug, Default)]
+struct Pseudo {
+    method: Option<String>,
+    path: Option<String>,
+    status: Option<u16>,
+}
+
+/// Envoy's header list as pseudo-headers and a [`HeaderMap`] (a value is in
+/// `raw_value` in current Envoy, in `value` in older ones; names Envoy
+/// sends are lower-case; a name or value `http` refuses is skipped).
+fn read_headers(h: &HttpHeaders) -> (Pseudo, HeaderMap) {
+    let mut pseudo = Pseudo::default();
+    let mut map = HeaderMap::new();
+    for hv in h.headers.iter().flat_map(|m| &m.headers) {
+        let value: &[u8] = if hv.raw_value.is_empty() {
+            hv.value.as_bytes()
+        } else {
+            &hv.raw_value
+        };
+        match hv.key.as_str() {
+            ":method" => pseudo.method = std::str::from_utf8(value).ok().map(str::to_owned),
+            ":path" => pseudo.path = std::str::from_utf8(value).ok().map(str::to_owned),
+            ":status" => {
+                pseudo.status = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
+            }
+            k if k.starts_with(':') => {}
+            k => {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(k.as_bytes()),
+                    http::HeaderValue::from_bytes(value),
+                ) {
+                    map.append(n, v);
+                }
+            }
+        }
+    }
+    (pseudo, map)
+}
+
+/// Whether the request is an OpenAI chat completion (any path prefix, so a
+/// route like `/openai/v1/chat/completions` works too).
+fn is_chat(p: &Pseudo) -> bool {
+    let path = p.path.as_deref().unwrap_or("");
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    p.method.as_deref() == Some("POST") && path.ends_with("/chat/completions")
+}
+
+/// A header set to one value, replacing any the message had.
+fn overwrite(name: &str, value: &[u8]) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.to_owned(),
+            value: String::new(),
+            raw_value: value.to_vec(),
+        }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..HeaderValueOption::default()
+    }
+}
+
+fn reply(response: Reply) -> ProcessingResponse {
+    ProcessingResponse {
+        response: Some(response),
+        ..ProcessingResponse::default()
+    }
+}
+
+/// A body message passed on unchanged (`request`: the request's body,
+/// else the response's).
+fn continue_body(request: bool) -> ProcessingResponse {
+    let r = BodyResponse::default();
+    reply(if request {
+        Reply::RequestBody(r)
+    } else {
+        Reply::ResponseBody(r)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::HeaderMap as EnvoyHeaderMap;
+
+    fn headers(pairs: &[(&str, &str)], raw: bool) -> HttpHeaders {
+        HttpHeaders {
+            headers: Some(EnvoyHeaderMap {
+                headers: pairs
+                    .iter()
+                    .map(|(k, v)| HeaderValue {
+                        key: (*k).to_owned(),
+                        value: if raw { String::new() } else { (*v).to_owned() },
+                        raw_value: if raw {
+                            v.as_bytes().to_vec()
+                        } else {
+                            Vec::new()
+                        },
+                    })
+                    .collect(),
+            }),
+            ..HttpHeaders::default()
+        }
+    }
+
+    #[test]
+    fn headers_are_read_from_raw_or_string_values() {
+        for raw in [true, false] {
+            let h = headers(
+                &[
+                    (":method", "POST"),
+                    (":path", "/v1/chat/completions?x=1"),
+                    ("authorization", "Bearer k"),
+                    ("x-routemesh-model", "spoof"),
+                ],
+                raw,
+            );
+            let (pseudo, map) = read_headers(&h);
+            assert!(is_chat(&pseudo), "{pseudo:?}");
+            assert_eq!(map["authorization"], "Bearer k");
+            assert_eq!(map["x-routemesh-model"], "spoof");
+            assert!(!map.contains_key(":path"));
+        }
+    }
+
+    #[test]
+    fn only_posted_chat_completions_are_routed() {
+        let of = |method: &str, path: &str| {
+            is_chat(&Pseudo {
+                method: Some(method.into()),
+                path: Some(path.into()),
+                status: None,
+            })
+        };
+        assert!(of("POST", "/v1/chat/completions"));
+        assert!(of("POST", "/openai/v1/chat/completions"));
+        assert!(!of("GET", "/v1/chat/completions"));
+        assert!(!of("POST", "/v1/completions"));
+        assert!(!of("POST", "/v1/models"));
+    }
+}
