@@ -8,6 +8,7 @@ pub mod cache_bench;
 pub mod fake;
 pub mod loadgen;
 pub mod mesh_bench;
+pub mod multihost;
 pub mod nats_server;
 pub mod replay;
 pub mod server_timing;
