@@ -11,6 +11,9 @@
 # else cargo test), and scripts/validate-deploy.sh: the real validators on
 # deploy/ (nats-server -t and a loopback NATS cluster, the compose-spec
 # schema, promtool, kustomize + kubernetes-validate, routemesh check-config).
+# Last, the multi-host mesh test (scripts/multihost.sh, about a minute, with
+# the debug binaries the suite built) where it can run: as root with iproute2;
+# otherwise it says it was skipped and why. ROUTEMESH_SKIP_MULTIHOST=1 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,4 +46,17 @@ fi
 
 # After the suite, which has built the gateway binary its last step uses.
 scripts/validate-deploy.sh || status=$?
+
+# The multi-host mesh test: network namespaces, so root and `ip` (exit 77: cannot run here).
+if [ "${ROUTEMESH_SKIP_MULTIHOST:-0}" = 1 ]; then
+    echo "test.sh: SKIPPED scripts/multihost.sh (ROUTEMESH_SKIP_MULTIHOST=1)" >&2
+else
+    mh=0
+    MULTIHOST_PROFILE=debug scripts/multihost.sh || mh=$?
+    if [ "$mh" = 77 ]; then
+        echo "test.sh: SKIPPED scripts/multihost.sh: it needs root, iproute2 and permission to create network namespaces (see its message above)" >&2
+    elif [ "$mh" != 0 ]; then
+        status=$mh
+    fi
+fi
 exit "$status"
