@@ -104,6 +104,16 @@ EOF
     exit 77
 fi
 
+# One run at a time on a machine (the namespace names are fixed, and a run's first step removes
+# what it finds): a second run waits for the first.
+lock=/run/lock/routemesh-multihost.lock
+[[ -d /run/lock ]] || lock=/tmp/routemesh-multihost.lock
+exec 9>"$lock"
+if ! flock -n 9; then
+    say "another multihost run holds $lock; waiting (at most 5 minutes)"
+    flock -w 300 9 || die "another multihost run still holds $lock"
+fi
+
 if [[ ${MULTIHOST_CLEANUP_ONLY:-0} == 1 ]]; then
     ip netns delete rmh-probe 2>/dev/null || true
     cleanup_network

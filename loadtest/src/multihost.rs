@@ -288,14 +288,15 @@ async fn scenario(cfg: &MultihostConfig) -> Result<Observations, MultihostError>
         let start = fleet.now();
         tokio::time::sleep(cfg.window).await;
         let end = fleet.now();
+        let name = format!("{n} worker{}", if n == 1 { "" } else { "s" });
+        fleet.event(format!("measured {name}"));
         phases.push(Phase {
-            name: format!("{n} worker{}", if n == 1 { "" } else { "s" }),
+            name,
             workers: n,
             scaling: true,
             start,
             end,
         });
-        fleet.event(format!("measured {n} workers"));
     }
     let nodes = if cfg.monitors.is_empty() {
         Vec::new()
