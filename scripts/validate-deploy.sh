@@ -64,7 +64,7 @@ fi
 debian_tool() {
     local bin="$tools/debian/usr/bin/$2"
     if [ ! -x "$bin" ]; then
-        say "unpacking $2 from the Debian package $1 into .venv-deploy/debian"
+        say "unpacking $2 from the Debian package $1 into .venv-deploy/debian" >&2
         local dl; dl="$(mktemp -d)"
         if ! (cd "$dl" && apt-get download "$1" >/dev/null 2>&1); then
             { $sudo apt-get update -qq >/dev/null 2>&1 && (cd "$dl" && apt-get download "$1" >/dev/null 2>&1); } \
