@@ -33,6 +33,8 @@
 #         MULTIHOST_ARGS="..."     extra flags for the driver, e.g. "--window 5s --in-flight 32"
 #         MULTIHOST_TIMEOUT=200    seconds the driver may run
 #         MULTIHOST_CLEANUP_ONLY=1 remove what an aborted run left behind, and exit
+#         MULTIHOST_REPORTS=DIR    where the report goes (default loadtest/reports; scripts/test.sh
+#                                  uses .run/multihost-report, leaving the committed report alone)
 # Exit:   0 passed; 1 failed (errors, degraded responses, or no scaling); 2 could not run;
 #         77 cannot run here: not root, no `ip`, or namespaces not permitted (nothing was done)
 set -euo pipefail
@@ -170,7 +172,8 @@ trap 'exit 143' TERM
 say "removing leftovers of an earlier run (if any)"
 cleanup_network
 rm -rf "$work"
-mkdir -p "$work" loadtest/reports
+reports=${MULTIHOST_REPORTS:-loadtest/reports}
+mkdir -p "$work" "$reports"
 
 say "network: bridge $BRIDGE $BRIDGE_ADDR/24, namespaces ${NS[*]} at $SUBNET_PREFIX.1-3"
 ip link add "$BRIDGE" type bridge
@@ -264,7 +267,7 @@ timeout -k 10 "$limit" "$bins/multihost" \
     --nats-monitor "node-2=http://$SUBNET_PREFIX.2:8222" \
     --nats-monitor "node-3=http://$SUBNET_PREFIX.3:8222" \
     --pool multihost --logs "$work" \
-    --md loadtest/reports/multihost.md --json loadtest/reports/multihost.json \
+    --md "$reports/multihost.md" --json "$reports/multihost.json" \
     "${extra[@]}" &
 driver=$!
 wait "$driver"
@@ -276,7 +279,7 @@ if [[ $rc == 124 || $rc == 137 ]]; then
     rc=2
 fi
 if [[ $rc == 0 ]]; then
-    say "PASSED; report in loadtest/reports/multihost.{md,json}"
+    say "PASSED; report in $reports/multihost.{md,json}"
 else
     say "FAILED (exit $rc); logs in $work/"
     for f in "$work"/gateway.log "$work"/nats-1.log; do

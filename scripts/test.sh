@@ -52,7 +52,7 @@ if [ "${ROUTEMESH_SKIP_MULTIHOST:-0}" = 1 ]; then
     echo "test.sh: SKIPPED scripts/multihost.sh (ROUTEMESH_SKIP_MULTIHOST=1)" >&2
 else
     mh=0
-    MULTIHOST_PROFILE=debug scripts/multihost.sh || mh=$?
+    MULTIHOST_PROFILE=debug MULTIHOST_REPORTS=.run/multihost-report scripts/multihost.sh || mh=$?
     if [ "$mh" = 77 ]; then
         echo "test.sh: SKIPPED scripts/multihost.sh: it needs root, iproute2 and permission to create network namespaces (see its message above)" >&2
     elif [ "$mh" != 0 ]; then
