@@ -206,27 +206,6 @@ async fn connect(
         })
 }
 
-/// Resolves on SIGINT or SIGTERM, so a run can drop (and so stop) what it started.
-async fn interrupted() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-}
-
 /// Runs `work` on a fresh single-threaded runtime; SIGINT/SIGTERM drop it (stopping whatever it
 /// started) and give [`MeshBenchError::Interrupted`].
 fn block_on_interruptible<T>(
@@ -236,7 +215,7 @@ fn block_on_interruptible<T>(
     runtime.block_on(async {
         tokio::select! {
             result = work => result,
-            () = interrupted() => Err(MeshBenchError::Interrupted),
+            () = routemesh_classifier_worker::service::shutdown_signal() => Err(MeshBenchError::Interrupted),
         }
     })
 }

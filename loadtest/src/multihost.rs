@@ -154,7 +154,7 @@ pub async fn run(cfg: &MultihostConfig) -> Result<Observations, MultihostError> 
     cfg.validate()?;
     tokio::select! {
         result = scenario(cfg) => result,
-        () = interrupted() => Err(MultihostError::Interrupted),
+        () = routemesh_classifier_worker::service::shutdown_signal() => Err(MultihostError::Interrupted),
     }
 }
 
@@ -448,27 +448,6 @@ async fn connections(
         });
     }
     out
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn interrupted() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }
 
 /// Durations as seconds (f64) in the JSON report.

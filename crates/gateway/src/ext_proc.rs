@@ -58,16 +58,10 @@ use crate::answer::Watch;
 use crate::auth::{Auth, Tenant};
 use crate::http::chat::{self, Forwarding, Prepared};
 use crate::http::error::ApiError;
+use crate::http::guard::{INTERNAL_PREFIX, bearer};
 use crate::http::meta::{RequestId, Trace};
-use crate::http::{HEADER_DECISION, HEADER_MODEL, HEADER_REQUEST_ID};
+use crate::http::{HEADER_DECISION, HEADER_MODEL, HEADER_REQUEST_ID, HEADER_UPSTREAM};
 use crate::state::{AppState, Gateway};
-
-/// Request header naming the upstream (a cluster per upstream, when several
-/// models share one server).
-pub const HEADER_UPSTREAM: &str = "x-routemesh-upstream";
-
-/// Prefix of the header names that are the gateway's own.
-const INTERNAL_PREFIX: &str = "x-routemesh-";
 
 /// Serves the external-processor API on `listener` until `shutdown`
 /// resolves; streams in flight then finish.
@@ -252,7 +246,7 @@ impl Exchange {
         }
         let trace = Trace::start(RequestId(self.id.clone()));
         let tenant = match &self.auth {
-            Some(auth) => match auth.tenant(crate::http::guard::bearer(&headers)) {
+            Some(auth) => match auth.tenant(bearer(&headers)) {
                 Ok(t) => t.clone(),
                 Err(denied) => {
                     self.phase = Phase::Done;
@@ -320,25 +314,22 @@ impl Exchange {
             Ok(Prepared::Answered(resp)) => return self.immediate(&trace, Ok(resp)).await,
             Ok(Prepared::Forward(f)) => f,
         };
-        match self.forward(&state, *f, trace) {
-            Ok(r) => r,
-            Err((trace, e)) => self.immediate(&trace, Err(e)).await,
+        let model = state.config.model(f.forward.model);
+        match chat::upstream_body(&f.req, model, f.forward.reasoning, &state) {
+            Ok(body) => self.forward(&state, *f, body, trace),
+            Err(e) => self.immediate(&trace, Err(e)).await,
         }
     }
 
     /// The edited body and the headers Envoy routes on.
-    #[allow(clippy::result_large_err)]
     fn forward(
         &mut self,
         state: &AppState,
         f: Forwarding,
+        body: Bytes,
         trace: Trace,
-    ) -> Result<ProcessingResponse, (Trace, ApiError)> {
+    ) -> ProcessingResponse {
         let model = state.config.model(f.forward.model);
-        let body = match chat::upstream_body(&f.req, model, f.forward.reasoning, state) {
-            Ok(b) => b,
-            Err(e) => return Err((trace, e)),
-        };
         let mut set = vec![
             overwrite(HEADER_MODEL, model.name.as_bytes()),
             overwrite(HEADER_DECISION, f.decision.as_bytes()),
@@ -366,7 +357,7 @@ impl Exchange {
             sent: Instant::now(),
             watch: Watch::new(f.learn, f.fill),
         };
-        Ok(reply(Reply::RequestBody(BodyResponse {
+        reply(Reply::RequestBody(BodyResponse {
             response: Some(CommonResponse {
                 header_mutation: Some(HeaderMutation {
                     set_headers: set,
@@ -378,7 +369,7 @@ impl Exchange {
                 clear_route_cache: true,
                 ..CommonResponse::default()
             }),
-        })))
+        }))
     }
 
     fn response_headers(&mut self, h: &HttpHeaders) -> ProcessingResponse {

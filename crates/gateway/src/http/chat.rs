@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use routemesh_common::config::{Candidate, HeaderEdits, ModelConfig, Reasoning};
 
 use super::error::ApiError;
+use super::guard::INTERNAL_PREFIX;
 use super::meta::{self, CacheTrace, RequestId, Trace};
 use super::openai::ChatRequest;
 use crate::answer::{Outcomes, Watch};
@@ -328,7 +329,7 @@ fn forwarded_headers(client: &HeaderMap, edits: &HeaderEdits) -> HeaderMap {
         if NOT_RELAYED.contains(name)
             || NOT_FORWARDED.contains(name)
             || n == "keep-alive"
-            || n.starts_with("x-routemesh-")
+            || n.starts_with(INTERNAL_PREFIX)
             || edits.remove.iter().any(|r| r == n)
         {
             continue;
@@ -371,7 +372,7 @@ fn relay(upstream: Reply, mut watch: Watch) -> Response {
     headers.remove("keep-alive");
     let routemesh: Vec<_> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with("x-routemesh-"))
+        .filter(|k| k.as_str().starts_with(INTERNAL_PREFIX))
         .cloned()
         .collect();
     for name in routemesh {

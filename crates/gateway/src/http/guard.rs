@@ -18,7 +18,7 @@ use super::error::ApiError;
 use crate::auth::{Auth, Denied, Tenant};
 
 /// Prefix of the header names that are the gateway's own.
-const INTERNAL_PREFIX: &str = "x-routemesh-";
+pub(crate) const INTERNAL_PREFIX: &str = "x-routemesh-";
 
 /// Middleware: removes every request header whose name starts with
 /// `x-routemesh-`, before any other middleware or handler sees it. Those
@@ -29,7 +29,7 @@ pub(super) async fn strip_internal_headers(mut req: Request, next: Next) -> Resp
     next.run(req).await
 }
 
-pub(crate) fn strip(headers: &mut HeaderMap) {
+fn strip(headers: &mut HeaderMap) {
     let spoofed: Vec<_> = headers
         .keys()
         .filter(|n| n.as_str().starts_with(INTERNAL_PREFIX))

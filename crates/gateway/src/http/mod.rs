@@ -43,6 +43,9 @@ pub const HEADER_CACHE: &str = "x-routemesh-cache";
 pub const HEADER_CACHE_TIER: &str = "x-routemesh-cache-tier";
 /// On a hit: cosine similarity of the prompt to the stored one (1 for exact).
 pub const HEADER_CACHE_SIMILARITY: &str = "x-routemesh-cache-similarity";
+/// Request header naming the chosen model's upstream, set for Envoy under
+/// ext_proc (a cluster per upstream, when several models share a server).
+pub const HEADER_UPSTREAM: &str = "x-routemesh-upstream";
 /// Response header carrying the gateway's id for the request.
 pub const HEADER_REQUEST_ID: &str = "x-routemesh-request-id";
 
