@@ -215,12 +215,15 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
     if let Some(source) = options.reload {
         tokio::spawn(crate::reload::run(gateway.clone(), source));
     }
-    // Set when the gateway stops: the ext_proc server stops with the HTTP one.
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    // When the gateway began to stop: the ext_proc server stops with the
+    // HTTP one, and its streams share the same drain deadline.
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
+    let stopped_at = stopping_rx.clone();
     let ext_proc = ext_proc.map(|listener| {
         let (gateway, auth) = (gateway.clone(), auth.clone());
+        let mut stopping_rx = stopping_rx;
         let stopped = async move {
-            let _ = stopping_rx.wait_for(|s| *s).await;
+            let _ = stopping_rx.wait_for(Option::is_some).await;
         };
         tokio::spawn(async move {
             if let Err(e) = crate::ext_proc::serve(listener, gateway, auth, stopped).await {
@@ -239,7 +242,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
             }
             Ok(err) = failed_rx => { let _ = stop_tx.send(err); }
         }
-        let _ = stopping_tx.send(true);
+        let _ = stopping_tx.send(Some(tokio::time::Instant::now()));
     };
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     // Requests in flight get `drain_timeout` after the signal, then are cut.
@@ -257,8 +260,9 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
         }
     }
     if let Some(task) = ext_proc {
-        // Its streams in flight had the same drain time as the HTTP ones.
-        if tokio::time::timeout(options.drain_timeout, task)
+        // Its streams in flight get what is left of the same drain deadline.
+        let began = (*stopped_at.borrow()).unwrap_or_else(tokio::time::Instant::now);
+        if tokio::time::timeout_at(began + options.drain_timeout, task)
             .await
             .is_err()
         {
