@@ -2,7 +2,7 @@
 # Runs routemesh the way a newcomer first meets it:
 #   1. fetches the MiniLM encoder (scripts/fetch-model.sh),
 #   2. builds the gateway and the fake upstream (release),
-#   3. starts three FAKE OpenAI-compatible upstreams (loadtest's fixture,
+#   3. starts three FAKE OpenAI-compatible upstreams (loadtest's fake-upstream, a test fixture,
 #      not real models) standing in for a math, a code and a chat model,
 #   4. starts the gateway with config/example.yaml,
 #   5. prints curl lines to paste, and runs until Ctrl-C (which stops all).

@@ -11,6 +11,8 @@
 # else cargo test), and scripts/validate-deploy.sh: the real validators on
 # deploy/ (nats-server -t and a loopback NATS cluster, the compose-spec
 # schema, promtool, kustomize + kubernetes-validate, routemesh check-config).
+# Between the two, scripts/module-cycles.py checks that no crate has a cycle
+# among its modules.
 # Last, the multi-host mesh test (scripts/multihost.sh, about a minute, with
 # the debug binaries the suite built) where it can run: as root with iproute2;
 # otherwise it says it was skipped and why. ROUTEMESH_SKIP_MULTIHOST=1 skips it.
@@ -43,6 +45,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+
+# No module cycle inside any crate (Python stdlib only; see ARCHITECTURE.md).
+python3 scripts/module-cycles.py || status=$?
 
 # After the suite, which has built the gateway binary its last step uses.
 scripts/validate-deploy.sh || status=$?

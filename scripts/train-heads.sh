@@ -43,14 +43,14 @@ cd -- "$REPO_ROOT"
 OUT="${HEADS_OUT:-heads}"
 CACHE="${ROUTEMESH_EMBED_CACHE:-.cache/embeddings}"
 MODEL="models/all-MiniLM-L6-v2"
-BIN="target/release/classifier-worker"
+BIN="target/release/routemesh-tools"
 
 for f in routing/mmlu_pro_train.jsonl safety/injection_train.jsonl safety/injection_validation.jsonl; do
     [[ -f "$DATA/$f" ]] || die "$DATA/$f not found (pass the shared data folder as the first argument)"
 done
 
 log "building the release binary"
-cargo build --release -p routemesh-classifier-worker
+cargo build --release -p routemesh-tools
 log "checking the model"
 scripts/fetch-model.sh
 

@@ -17,7 +17,7 @@
 #                           image mapped to this checkout), if the gateway
 #                           binary is built (test.sh builds it first)
 # The references between the files (labels, names, COPY sources, binary
-# names) are checked by loadtest/tests/deploy_files.rs in the Rust suite.
+# names) are checked by deploy/checks/tests/deploy_files.rs in the Rust suite.
 #
 # Installs what it lacks, once: check-jsonschema and kubernetes-validate
 # from PyPI into .venv-deploy; promtool (Debian package prometheus) and, when
@@ -137,6 +137,6 @@ if [ -n "$routemesh" ]; then
     done
 else
     say "skip routemesh check-config: no gateway binary built yet (cargo build -p routemesh-gateway);" \
-        "loadtest/tests/deploy_files.rs still parses the configs with routemesh-common"
+        "deploy/checks/tests/deploy_files.rs still parses the configs with routemesh-common"
 fi
 say "all deploy checks passed (Docker images are not built here: no Docker engine)"

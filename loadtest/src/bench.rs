@@ -171,7 +171,7 @@ fn chat_url(base: &str) -> String {
 /// Runs the benchmark: one preflight request to each target, the warm-up, then the measurement.
 pub async fn run(cfg: &BenchConfig) -> Result<Measurements, BenchError> {
     cfg.validate()?;
-    crate::install_tls_provider();
+    routemesh_runtime::install_tls_provider();
     let client = Client::builder()
         .timeout(cfg.timeout)
         .tcp_nodelay(true)

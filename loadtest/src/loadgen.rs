@@ -142,7 +142,7 @@ impl Shared {
 /// Runs `scenario` against its target: the warm-up, then the measured profile, then waits for
 /// the requests still in flight (each bounded by the scenario's timeout).
 pub async fn run(scenario: &Scenario, opts: RunOptions) -> Result<Run, LoadgenError> {
-    crate::install_tls_provider();
+    routemesh_runtime::install_tls_provider();
     let client = Client::builder()
         .timeout(scenario.timeout)
         .tcp_nodelay(true)

@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use hdrhistogram::Histogram;
+use routemesh_test_support::nats_server::NatsServerError;
 use serde::Serialize;
 
 pub use crate::bench::{HostInfo, shell_command};
-use crate::nats_server::NatsServerError;
 
 /// Highest latency a histogram tracks: 10 minutes, in microseconds.
 const MAX_MICROS: u64 = 600_000_000;
@@ -194,7 +194,7 @@ async fn connect(
     name: &str,
     timeout: std::time::Duration,
 ) -> Result<async_nats::Client, MeshBenchError> {
-    crate::install_tls_provider();
+    routemesh_runtime::install_tls_provider();
     async_nats::ConnectOptions::new()
         .name(name)
         .request_timeout(Some(timeout))
@@ -215,7 +215,7 @@ fn block_on_interruptible<T>(
     runtime.block_on(async {
         tokio::select! {
             result = work => result,
-            () = routemesh_classifier_worker::service::shutdown_signal() => Err(MeshBenchError::Interrupted),
+            () = routemesh_runtime::shutdown_signal() => Err(MeshBenchError::Interrupted),
         }
     })
 }

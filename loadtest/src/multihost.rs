@@ -154,7 +154,7 @@ pub async fn run(cfg: &MultihostConfig) -> Result<Observations, MultihostError> 
     cfg.validate()?;
     tokio::select! {
         result = scenario(cfg) => result,
-        () = routemesh_classifier_worker::service::shutdown_signal() => Err(MultihostError::Interrupted),
+        () = routemesh_runtime::shutdown_signal() => Err(MultihostError::Interrupted),
     }
 }
 
@@ -345,7 +345,7 @@ async fn scenario(cfg: &MultihostConfig) -> Result<Observations, MultihostError>
 }
 
 fn http_client() -> Result<reqwest::Client, MultihostError> {
-    crate::install_tls_provider();
+    routemesh_runtime::install_tls_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

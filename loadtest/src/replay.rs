@@ -244,3 +244,33 @@ fn reference(b: &Baselines, model: Option<&str>) -> Result<report::Reference, Re
         score,
     })
 }
+
+// Here rather than in `report`: it draws the plots, and `plot` reads the report, so
+// `report` and `plot` each depend one way.
+impl Report {
+    /// Writes `replay.json`, `replay.md`, `cost_accuracy.svg` and `learning_curve.svg`.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, ReplayError> {
+        std::fs::create_dir_all(dir).map_err(|source| ReplayError::Write {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|e| ReplayError::Plot(format!("serialising the report: {e}")))?;
+        let files = [
+            ("replay.json", json + "\n"),
+            ("replay.md", self.markdown()),
+            ("cost_accuracy.svg", plot::cost_accuracy_svg(self)?),
+            ("learning_curve.svg", plot::learning_curve_svg(self)?),
+        ];
+        let mut written = Vec::new();
+        for (name, body) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, body).map_err(|source| ReplayError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}

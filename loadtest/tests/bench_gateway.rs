@@ -5,11 +5,11 @@ use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use routemesh_loadtest::bench::{self, BenchConfig, BenchError, HostInfo, Report};
-use routemesh_loadtest::fake::{self, FakeConfig};
+use routemesh_test_support::fake::{self, FakeConfig};
 use serde_json::{Value, json};
 
 async fn serve(app: Router) -> String {
-    routemesh_loadtest::install_tls_provider();
+    routemesh_runtime::install_tls_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -10,12 +10,12 @@ use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use routemesh_loadtest::bench::HostInfo;
-use routemesh_loadtest::fake::{self, FakeConfig};
 use routemesh_loadtest::loadgen::{self, Overrides, Report, Run, RunOptions, Scenario};
+use routemesh_test_support::fake::{self, FakeConfig};
 use serde_json::Value;
 
 async fn serve(app: Router) -> String {
-    routemesh_loadtest::install_tls_provider();
+    routemesh_runtime::install_tls_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -275,6 +275,9 @@ async fn a_stop_signal_ends_the_schedule_early() {
     let s = scenario(&base, "rate: 50\nduration: 10s");
     let (tx, rx) = tokio::sync::watch::channel(false);
     let stopper = tokio::spawn(async move {
+        // Real: the scheduler sleeps a thread of its own on `std::time`
+        // (paused tokio time would not move it); any moment within its 10 s
+        // schedule will do, 200 ms lets it send some requests first.
         tokio::time::sleep(Duration::from_millis(200)).await;
         tx.send(true).unwrap();
         tx // kept alive until the run is over

@@ -56,9 +56,11 @@ pub(crate) enum ShardMsg {
     Sweep,
     /// A graph built off the handler.
     Rebuilt(Rebuilt),
-    /// Panic, so tests can exercise supervision.
+    /// Panic, so tests can exercise supervision (`faults`).
+    #[cfg(feature = "fault-injection")]
     Crash,
-    /// Sleep in the handler, so tests can exercise deadlines.
+    /// Sleep in the handler, so tests can exercise deadlines (`faults`).
+    #[cfg(feature = "fault-injection")]
     Stall(Duration),
 }
 
@@ -208,7 +210,9 @@ impl Actor for ShardActor {
                 state.core.finish_rebuild(built);
                 state.maybe_rebuild(&myself);
             }
+            #[cfg(feature = "fault-injection")]
             ShardMsg::Crash => panic!("cache shard crashed on request (test)"),
+            #[cfg(feature = "fault-injection")]
             ShardMsg::Stall(d) => tokio::time::sleep(d).await,
         }
         Ok(())

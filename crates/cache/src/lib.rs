@@ -14,10 +14,14 @@
 //!
 //! A degraded cache is data, not an error: a slow shard is
 //! [`LookupResult::TimedOut`], a down one [`LookupResult::Unavailable`].
+//! Tests make shards slow or down through `faults`, compiled only with the
+//! `fault-injection` feature (off by default).
 
 #![forbid(unsafe_code)]
 
 mod actor;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 mod index;
 mod shard;
 mod store;
@@ -308,19 +312,12 @@ impl Cache {
         }
     }
 
-    /// Makes the shard's actor panic, to exercise supervision.
-    #[doc(hidden)]
-    pub fn crash_shard_for_test(&self, shard: usize) {
+    /// Sends `msg` to the shard's actor without waiting (nothing when the
+    /// shard is down or out of range).
+    #[cfg(feature = "fault-injection")]
+    fn cast(&self, shard: usize, msg: ShardMsg) {
         if let Some(actor) = self.inner.shared.shard(shard) {
-            let _ = actor.cast(ShardMsg::Crash);
-        }
-    }
-
-    /// Makes the shard's actor sleep for `d`, to exercise deadlines.
-    #[doc(hidden)]
-    pub fn stall_shard_for_test(&self, shard: usize, d: Duration) {
-        if let Some(actor) = self.inner.shared.shard(shard) {
-            let _ = actor.cast(ShardMsg::Stall(d));
+            let _ = actor.cast(msg);
         }
     }
 

@@ -10,7 +10,7 @@
 //! running. The embedded gateway and the NATS worker share this code. Each
 //! pass records its size and time, and the queue depth is set on every
 //! submit and every batch taken (the `routemesh_worker_*` series of
-//! [`crate::telemetry`]).
+//! [`crate::metrics`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -21,8 +21,8 @@ use tokio::sync::oneshot;
 
 use crate::encoder::Encoded;
 use crate::error::{ClassifyError, EncoderError};
+use crate::metrics::{WORKER_BATCH_SIZE, WORKER_INFERENCE_SECONDS, WORKER_QUEUE_DEPTH};
 use crate::scorer::{Output, Scorer};
-use crate::telemetry::{WORKER_BATCH_SIZE, WORKER_INFERENCE_SECONDS, WORKER_QUEUE_DEPTH};
 
 /// Anything that embeds a batch of texts: the real encoder, or the
 /// fixed-cost simulation used by scaling benchmarks.
@@ -133,6 +133,7 @@ impl Batcher {
     /// Starts one thread per replica. Every replica must carry the same
     /// scorers (by name).
     pub fn start_replicas(replicas: Vec<Replica>, opts: BatchOptions) -> std::io::Result<Self> {
+        crate::metrics::describe();
         let scorers: BTreeSet<String> = replicas
             .first()
             .map(|r| r.scorers.iter().map(|s| s.name().to_owned()).collect())

@@ -1,12 +1,14 @@
-//! The classifier worker: turns prompts into embeddings and signals.
+//! The classifier worker: turns prompts into embeddings and classifier
+//! outputs.
 //!
 //! [`Encoder`] runs the sentence encoder (MiniLM by default: candle BERT,
 //! mean pooling over the attention mask, L2 normalisation). [`Batcher`] puts
 //! dynamic batching in front of one or more model replicas, each on its own
-//! thread. [`SignalComputer`] derives signals from a prompt and its
-//! embedding. [`service`] answers classify requests over NATS. The gateway
-//! embeds the batcher in one-process mode. This crate knows nothing of HTTP
-//! or upstreams.
+//! thread, with the [`scorer`]s (trained [`heads`], [`hf`] classifiers) run
+//! on each batch; [`metrics`] names its series. [`service`] answers classify
+//! requests over NATS. The gateway embeds the batcher in one-process mode.
+//! Signals are computed from the embeddings elsewhere (`routemesh-signals`);
+//! this crate knows nothing of HTTP, upstreams, routes or rules.
 
 #![forbid(unsafe_code)]
 
@@ -15,13 +17,10 @@ mod encoder;
 mod error;
 pub mod heads;
 pub mod hf;
-pub mod nats;
-pub mod pii;
+pub mod metrics;
 pub mod scorer;
 pub mod service;
-mod signals;
 mod simulated;
-pub mod telemetry;
 
 pub use batcher::{
     BatchOptions, Batcher, EmbedTimings, Embedded, Embedding, EmbeddingModel, Replica,
@@ -29,5 +28,4 @@ pub use batcher::{
 pub use encoder::{Encoded, Encoder};
 pub use error::{ClassifyError, EncoderError};
 pub use heads::{Head, HeadError, HeadInfo};
-pub use signals::{ClassifierMeta, PromptEmbedding, SignalComputer};
 pub use simulated::SimulatedModel;

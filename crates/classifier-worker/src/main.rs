@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use routemesh_classifier_worker::scorer;
 use routemesh_classifier_worker::service::{self, ServiceOptions};
 use routemesh_classifier_worker::{
-    BatchOptions, Batcher, EmbeddingModel, Encoder, Replica, SimulatedModel, heads, nats, telemetry,
+    BatchOptions, Batcher, EmbeddingModel, Encoder, Replica, SimulatedModel, metrics, scorer,
 };
 use routemesh_common::config::NatsConfig;
+use routemesh_runtime::{exposition, nats};
 
 /// Exit code for bad flags (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
@@ -28,7 +28,8 @@ const EXIT_UNAVAILABLE: u8 = 69;
 /// remove workers at any time, gateways never need to know how many there
 /// are. Registers as the NATS micro service `routemesh-classifier`
 /// (`nats micro stats routemesh-classifier`). On SIGTERM or Ctrl-C it stops
-/// taking requests, answers the ones it holds, and exits.
+/// taking requests, answers the ones it holds, and exits. The offline
+/// commands (training heads, evaluations) are `routemesh-tools`.
 #[derive(Debug, Parser)]
 #[command(name = "classifier-worker", version)]
 struct Cli {
@@ -40,22 +41,6 @@ struct Cli {
 enum Command {
     /// Serve a pool over NATS.
     Serve(ServeArgs),
-    /// Train a head (logistic regression or a small MLP) on frozen encoder
-    /// embeddings of a labelled JSONL file; writes head.safetensors,
-    /// head.json and README.md (see the crate README, "Heads").
-    TrainHead(heads::cli::TrainHeadArgs),
-    /// Measure a trained head on a labelled JSONL file.
-    EvalHead(heads::cli::EvalHeadArgs),
-    /// Label MMLU-Pro rows `hard`/`easy` from the cheap models' correctness
-    /// (training data for the difficulty head).
-    MakeDifficultyData(heads::cli::DifficultyArgs),
-    /// Measure the PII detectors on labelled JSONL (`text` + character
-    /// `spans` with presidio types, e.g. shared/data/pii/pii_train.jsonl):
-    /// precision and recall per type, as a markdown table.
-    EvalPii {
-        /// The JSONL file.
-        data: PathBuf,
-    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,15 +115,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = match cli.command {
-        Command::Serve(args) => args,
-        Command::TrainHead(a) => return heads_exit(heads::cli::train_head(&a)),
-        Command::EvalHead(a) => return heads_exit(heads::cli::eval_head(&a)),
-        Command::MakeDifficultyData(a) => {
-            return heads_exit(heads::cli::make_difficulty_data(&a));
-        }
-        Command::EvalPii { data } => return eval_pii(&data),
-    };
+    let Command::Serve(args) = cli.command;
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -147,50 +124,6 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("classifier-worker: cannot start the async runtime: {e}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-fn eval_pii(path: &std::path::Path) -> ExitCode {
-    use routemesh_classifier_worker::pii::{PiiDetector, eval};
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("classifier-worker: cannot read {}: {e}", path.display());
-            return ExitCode::from(EXIT_NO_MODEL);
-        }
-    };
-    let mut records = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        match serde_json::from_str::<eval::Record>(line) {
-            Ok(r) => records.push(r),
-            Err(e) => {
-                eprintln!("classifier-worker: {}:{}: {e}", path.display(), i + 1);
-                return ExitCode::from(EXIT_USAGE);
-            }
-        }
-    }
-    let counts = eval::evaluate(&PiiDetector::new(), &records);
-    println!(
-        "PII detectors on {} ({} records)\n",
-        path.display(),
-        records.len()
-    );
-    print!("{}", eval::table(&counts));
-    ExitCode::SUCCESS
-}
-
-/// Exit status of a head subcommand; the error goes to stderr.
-fn heads_exit(result: Result<(), heads::TrainError>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("classifier-worker: {e}");
-            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -268,7 +201,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
     // Before the batcher starts, so its first passes are counted.
     if let Some(addr) = args.metrics_listen {
-        match telemetry::install(addr).await {
+        match exposition::install(addr, metrics::BUCKETS).await {
             Ok(exporter) => {
                 println!(
                     "classifier-worker metrics on http://{}/metrics",
@@ -334,7 +267,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         pool: args.pool.clone(),
         model,
     };
-    match service::run(client, batcher, opts, service::shutdown_signal()).await {
+    match service::run(client, batcher, opts, routemesh_runtime::shutdown_signal()).await {
         Ok(report) => {
             tracing::info!(requests = report.requests, "drained; exiting");
             ExitCode::SUCCESS

@@ -3,8 +3,7 @@
 //! The raw YAML form lives in [`crate::config::raw`]; validation resolves names
 //! to indices so evaluation (in the `decision` crate) never looks up a string.
 
-use crate::config::ClassifierId;
-use crate::signals::{KeywordId, PiiKind, RouteId};
+use crate::signals::{ClassifierId, KeywordId, PiiKind, RouteId};
 
 /// A boolean expression over signal predicates.
 #[derive(Debug, Clone, PartialEq)]

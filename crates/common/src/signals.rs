@@ -17,6 +17,10 @@ pub struct RouteId(pub usize);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KeywordId(pub usize);
 
+/// Index of a classifier in [`crate::config::SignalsConfig::classifiers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClassifierId(pub usize);
+
 /// Signals computed for one prompt.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Signals {

@@ -20,6 +20,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use http::{HeaderMap, header};
 use routemesh_common::Config;
 use routemesh_common::config::{AuthConfig, ConfigError, ConfigErrors};
 use sha2::{Digest as _, Sha256};
@@ -382,11 +383,38 @@ fn check_secret(secret: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive);
+/// `None` when absent or not a bearer credential.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
     use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read() {
+        let of = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::AUTHORIZATION,
+                http::HeaderValue::from_str(v).expect("header"),
+            );
+            bearer(&h).map(str::to_owned)
+        };
+        assert_eq!(of("Bearer abc"), Some("abc".into()));
+        assert_eq!(of("bearer   abc "), Some("abc".into()));
+        assert_eq!(of("Basic abc"), None);
+        assert_eq!(of("Bearer "), None);
+        assert_eq!(of("abc"), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
 
     const KEY_A: &str = "acme-0123456789abcdef";
     const KEY_A2: &str = "acme-second-key-0000";

@@ -1,20 +1,20 @@
 //! The semantic cache as the gateway uses it: which requests may use it,
 //! their keys, and coalescing of identical misses.
 //!
-//! The cache itself (`routemesh_cache`) knows nothing of HTTP or OpenAI: it
+//! The cache itself (`routemesh_cache`) knows nothing of HTTP or any API: it
 //! stores opaque answers under a [`Scope`] and a key. This module makes both
-//! from a request:
+//! from a request's [`RequestKeys`], which the request's API codec computes
+//! (it alone knows the format):
 //!
-//! - **scope** = tenant + decision + model + a fingerprint of everything in
-//!   the request except the last user message's content (system prompt,
-//!   earlier turns, sampling parameters, tools, `stream`, the requested
-//!   alias), so an answer is never served across tenants or contexts;
-//! - **key** = a hash of that last user message (whitespace-normalised text,
-//!   or its exact JSON when it has non-text parts, which also turns the
-//!   semantic tier off for it).
+//! - **scope** = tenant + decision + model + the request's context
+//!   fingerprint (everything but the prompt), so an answer is never served
+//!   across tenants or contexts;
+//! - **key** = the prompt's hash.
 //!
 //! The tenant is the request's [`Tenant`]: the one its API key belongs to,
 //! or, on a gateway without `auth:`, one derived from its credential.
+//! Whether a collected answer is complete is the codec's call too
+//! ([`Fill::finish`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,12 +27,10 @@ use routemesh_cache::{
 };
 use routemesh_common::Config;
 use routemesh_common::config::{CacheConfig, CacheMode, CachePolicy};
-use serde_json::Value;
 use tokio::sync::watch;
-use xxhash_rust::xxh3::xxh3_128;
 
 use crate::auth::Tenant;
-use crate::http::openai::ChatRequest;
+use crate::telemetry::{CACHE_COALESCED_TOTAL, CACHE_LOOKUPS_TOTAL};
 
 /// The cache, its settings as the gateway applies them, and the misses in
 /// flight.
@@ -164,11 +162,12 @@ impl CacheLayer {
         })
     }
 
-    /// How `req`, sent by `names.tenant`, uses the cache under `policy`;
-    /// `None` when it does not.
+    /// How a request with `keys` (computed only when needed), sent by
+    /// `names.tenant`, uses the cache under `policy`; `None` when it does
+    /// not.
     pub fn plan(
         &self,
-        req: &ChatRequest,
+        keys: impl FnOnce() -> RequestKeys,
         names: ScopeNames<'_>,
         headers: &HeaderMap,
         policy: CachePolicy,
@@ -177,7 +176,7 @@ impl CacheLayer {
         if policy.mode == CacheMode::Off {
             return None;
         }
-        let keys = request_keys(req);
+        let keys = keys();
         let vector = (policy.mode == CacheMode::Semantic && keys.text_only)
             .then(|| embedding.map(<[f32]>::to_vec))
             .flatten();
@@ -219,7 +218,7 @@ impl CacheLayer {
             LookupResult::TimedOut => "timeout",
             LookupResult::Unavailable => "unavailable",
         };
-        metrics::counter!("routemesh_cache_lookups_total", "outcome" => outcome).increment(1);
+        metrics::counter!(CACHE_LOOKUPS_TOTAL, "outcome" => outcome).increment(1);
         result
     }
 
@@ -243,7 +242,7 @@ impl CacheLayer {
             }
         };
         let mut rx = waiting;
-        metrics::counter!("routemesh_cache_coalesced_total").increment(1);
+        metrics::counter!(CACHE_COALESCED_TOTAL).increment(1);
         // The sender never sends: `changed` returns when it is dropped.
         match tokio::time::timeout(wait, rx.changed()).await {
             Ok(_) => Joined::Waited,
@@ -347,20 +346,20 @@ impl Fill {
         true
     }
 
-    /// Stores the answer if it is complete: valid JSON, or an event stream
-    /// that ended with `data: [DONE]`.
-    pub fn finish(self, content_type: Option<&str>) {
+    /// Stores the answer if `complete` says it is (given its kind — an
+    /// event stream or a JSON body, from `content_type` — and its bytes).
+    pub fn finish(
+        self,
+        content_type: Option<&str>,
+        complete: impl FnOnce(AnswerKind, &[u8]) -> bool,
+    ) {
         let content_type = content_type.unwrap_or("application/json").to_owned();
         let kind = if content_type.starts_with("text/event-stream") {
             AnswerKind::Sse
         } else {
             AnswerKind::Json
         };
-        let complete = match kind {
-            AnswerKind::Sse => self.buf.trim_ascii_end().ends_with(b"data: [DONE]"),
-            AnswerKind::Json => serde_json::from_slice::<serde::de::IgnoredAny>(&self.buf).is_ok(),
-        };
-        if !complete {
+        if !complete(kind, &self.buf) {
             tracing::debug!("incomplete answer: not cached");
             return;
         }
@@ -396,135 +395,21 @@ fn settings(c: &CacheConfig) -> CacheSettings {
     }
 }
 
-/// A request's context fingerprint and prompt key.
+/// A request's context fingerprint and prompt key, as its API codec
+/// computes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct RequestKeys {
-    context: u128,
-    key: u128,
-    /// The last user message is plain text (the semantic tier applies).
-    text_only: bool,
-}
-
-/// Splits the request into the message the router reads (the last user
-/// message, or the last message with content) and everything else.
-fn request_keys(req: &ChatRequest) -> RequestKeys {
-    let mut body = req.body.clone();
-    let mut prompt = Value::Null;
-    if let Some(Value::Array(messages)) = body.get_mut("messages") {
-        let at = messages
-            .iter()
-            .rposition(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-            .or_else(|| {
-                messages
-                    .iter()
-                    .rposition(|m| m.get("content").is_some_and(|c| !c.is_null()))
-            });
-        if let Some(Value::Object(m)) = at.and_then(|i| messages.get_mut(i))
-            && let Some(c) = m.get_mut("content")
-        {
-            prompt = c.take();
-        }
-    }
-    // serde_json's map is ordered by key, so equal requests serialise alike.
-    let context = xxh3_128(&serde_json::to_vec(&body).unwrap_or_default());
-    let (key, text_only) = match &prompt {
-        Value::String(s) => (xxh3_128(normalized(s).as_bytes()), true),
-        other => {
-            let parts_are_text = other.as_array().is_some_and(|parts| {
-                parts
-                    .iter()
-                    .all(|p| p.get("type").and_then(Value::as_str) == Some("text"))
-            });
-            if let (true, Some(parts)) = (parts_are_text, other.as_array()) {
-                let text: Vec<&str> = parts
-                    .iter()
-                    .filter_map(|p| p.get("text").and_then(Value::as_str))
-                    .collect();
-                (xxh3_128(normalized(&text.join(" ")).as_bytes()), true)
-            } else {
-                (
-                    xxh3_128(&serde_json::to_vec(other).unwrap_or_default()),
-                    false,
-                )
-            }
-        }
-    };
-    RequestKeys {
-        context,
-        key,
-        text_only,
-    }
-}
-
-/// Trimmed, with every run of whitespace made one space.
-fn normalized(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+pub struct RequestKeys {
+    /// Everything in the request but the prompt.
+    pub context: u128,
+    /// The prompt.
+    pub key: u128,
+    /// The prompt is plain text (the semantic tier applies).
+    pub text_only: bool,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::openai::parse_chat;
-    use serde_json::json;
-
-    fn keys(body: Value) -> RequestKeys {
-        let req = parse_chat(body.to_string().as_bytes()).expect("valid request");
-        request_keys(&req)
-    }
-
-    fn user(text: &str) -> Value {
-        json!({ "role": "user", "content": text })
-    }
-
-    #[test]
-    fn the_last_user_message_is_the_key_and_the_rest_the_context() {
-        let a = keys(json!({ "model": "auto", "messages": [user("What is  Rust?")] }));
-        let b = keys(json!({ "model": "auto", "messages": [user(" What is Rust? ")] }));
-        let c = keys(json!({ "model": "auto", "messages": [user("What is Go?")] }));
-        assert_eq!(a, b, "whitespace does not change the key");
-        assert_eq!(a.context, c.context);
-        assert_ne!(a.key, c.key);
-        assert!(a.text_only);
-    }
-
-    #[test]
-    fn system_prompts_turns_and_parameters_change_the_context() {
-        let base = keys(json!({ "model": "auto", "messages": [user("hi")] }));
-        let variants = [
-            json!({ "model": "auto", "messages": [{ "role": "system", "content": "Be terse." }, user("hi")] }),
-            json!({ "model": "auto", "messages": [user("earlier"), { "role": "assistant", "content": "ok" }, user("hi")] }),
-            json!({ "model": "auto", "messages": [user("hi")], "temperature": 0.2 }),
-            json!({ "model": "auto", "messages": [user("hi")], "stream": true }),
-            json!({ "model": "auto", "messages": [user("hi")], "tools": [{ "type": "function", "function": { "name": "f" } }] }),
-            json!({ "model": "other", "messages": [user("hi")] }),
-        ];
-        for v in variants {
-            let k = keys(v.clone());
-            assert_eq!(k.key, base.key, "{v}");
-            assert_ne!(k.context, base.context, "{v}");
-        }
-    }
-
-    #[test]
-    fn non_text_parts_key_on_the_whole_content_and_skip_the_semantic_tier() {
-        let image = |url: &str| {
-            json!({ "model": "auto", "messages": [{ "role": "user", "content": [
-                { "type": "text", "text": "What is this?" },
-                { "type": "image_url", "image_url": { "url": url } },
-            ] }] })
-        };
-        let a = keys(image("https://a.example/1.png"));
-        let b = keys(image("https://a.example/2.png"));
-        assert_ne!(a.key, b.key);
-        assert!(!a.text_only);
-        let parts = keys(
-            json!({ "model": "auto", "messages": [{ "role": "user", "content": [
-            { "type": "text", "text": "What is Rust?" } ] }] }),
-        );
-        let plain = keys(json!({ "model": "auto", "messages": [user("What is Rust?")] }));
-        assert!(parts.text_only);
-        assert_eq!(parts.key, plain.key);
-    }
 
     #[test]
     fn cache_control_directives_are_read() {

@@ -10,9 +10,9 @@
 //!    removed; with `auth:` a request without a valid API key is answered
 //!    401 at once. Any other request passes untouched.
 //! 2. **request body** (Envoy's `BUFFERED` mode: the whole body in one
-//!    message): the same planning as the HTTP gateway
-//!    ([`chat::prepare`]): passthrough or classify → decide, the cache, the
-//!    decision's edits. The answer is a body mutation (the request as the
+//!    message): parsed with the OpenAI codec ([`api::openai`]) and run
+//!    through the same [`pipeline::prepare`] as the HTTP gateway:
+//!    passthrough or classify → decide, the cache, the decision's edits. The answer is a body mutation (the request as the
 //!    chosen model gets it: `model` rewritten, reasoning, system prompt,
 //!    redaction), headers for Envoy's route table (`x-routemesh-model`,
 //!    `x-routemesh-decision`, `x-routemesh-upstream`), the upstream's API
@@ -22,8 +22,9 @@
 //!    answer).
 //! 3. **response headers and body**: answered at once, never changed but
 //!    for the `x-routemesh-*` response headers; the body is only looked at
-//!    ([`Watch`]): the outcome (failure, usage, SLO) goes to the learner and
-//!    a complete 200 answer into the cache, in the background.
+//!    ([`Watch`], the pipeline's one outcome rule): the outcome (failure,
+//!    usage, SLO) goes to the learner and a complete 200 answer into the
+//!    cache, in the background.
 //!
 //! Retries and fallbacks between endpoints are Envoy's (its route's retry
 //! policy), not the gateway's upstream pool's.
@@ -32,8 +33,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
-use axum::response::Response;
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
 use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
 use envoy_types::pb::envoy::service::ext_proc::v3::body_mutation::Mutation;
@@ -49,18 +48,17 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use futures_util::{Stream, StreamExt as _};
 use http::{HeaderMap, HeaderName, StatusCode, header};
+use routemesh_cache::Answer;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tracing::Instrument as _;
 
-use crate::answer::Watch;
-use crate::auth::{Auth, Tenant};
-use crate::http::chat::{self, Forwarding, Prepared};
-use crate::http::error::ApiError;
-use crate::http::guard::{INTERNAL_PREFIX, bearer};
-use crate::http::meta::{RequestId, Trace};
-use crate::http::{HEADER_DECISION, HEADER_MODEL, HEADER_REQUEST_ID, HEADER_UPSTREAM};
+use crate::api::openai::{self, ApiError};
+use crate::auth::{Auth, Tenant, bearer};
+use crate::pipeline::headers::{self, HEADER_DECISION, HEADER_MODEL, HEADER_UPSTREAM};
+use crate::pipeline::outcome::Watch;
+use crate::pipeline::{self, Forwarding, Prepared, Record};
 use crate::state::{AppState, Gateway};
 
 /// Serves the external-processor API on `listener` until `shutdown`
@@ -165,22 +163,19 @@ enum Phase {
     Request(Box<Pending>),
     /// Sent upstream; waiting for the answer's headers.
     Forwarded {
-        trace: Box<Trace>,
+        record: Box<Record>,
         sent: Instant,
         watch: Watch,
     },
     /// The answer is passing.
-    Answer {
-        watch: Watch,
-        content_type: Option<String>,
-    },
+    Answer { watch: Watch },
     /// Answered here, or over.
     Done,
 }
 
 /// A chat request before its body is complete.
 struct Pending {
-    trace: Trace,
+    record: Record,
     headers: HeaderMap,
     tenant: Tenant,
     body: Vec<u8>,
@@ -211,12 +206,8 @@ impl Exchange {
             }
             Message::ResponseTrailers(_) => {
                 // Trailers end the answer.
-                if let Phase::Answer {
-                    watch,
-                    content_type,
-                } = std::mem::replace(&mut self.phase, Phase::Done)
-                {
-                    watch.ended(content_type.as_deref());
+                if let Phase::Answer { watch } = std::mem::replace(&mut self.phase, Phase::Done) {
+                    watch.ended();
                 }
                 reply(Reply::ResponseTrailers(TrailersResponse::default()))
             }
@@ -224,11 +215,10 @@ impl Exchange {
     }
 
     async fn request_headers(&mut self, h: &HttpHeaders) -> ProcessingResponse {
-        let (pseudo, headers) = read_headers(h);
+        let (pseudo, mut headers) = read_headers(h);
         // The client's `x-routemesh-*` headers never reach the upstream.
-        let spoofed: Vec<String> = headers
-            .keys()
-            .filter(|n| n.as_str().starts_with(INTERNAL_PREFIX))
+        let spoofed: Vec<String> = headers::strip_internal(&mut headers)
+            .iter()
             .map(|n| n.as_str().to_owned())
             .collect();
         let strip = HeadersResponse {
@@ -244,13 +234,13 @@ impl Exchange {
             self.phase = Phase::Ignored;
             return reply(Reply::RequestHeaders(strip));
         }
-        let trace = Trace::start(RequestId(self.id.clone()));
+        let record = Record::start(self.id.clone());
         let tenant = match &self.auth {
             Some(auth) => match auth.tenant(bearer(&headers)) {
                 Ok(t) => t.clone(),
                 Err(denied) => {
                     self.phase = Phase::Done;
-                    return self.immediate(&trace, Err(denied.into())).await;
+                    return self.immediate(&record, Local::Error(denied.into()));
                 }
             },
             None => {
@@ -260,10 +250,10 @@ impl Exchange {
         if h.end_of_stream {
             self.phase = Phase::Done;
             let e = ApiError::bad_request("the request has no body", None);
-            return self.immediate(&trace, Err(e)).await;
+            return self.immediate(&record, Local::Error(e));
         }
         self.phase = Phase::Request(Box::new(Pending {
-            trace,
+            record,
             headers,
             tenant,
             body: Vec::new(),
@@ -282,7 +272,7 @@ impl Exchange {
                 unreachable!("matched above")
             };
             let e = ApiError::PayloadTooLarge { limit };
-            return self.immediate(&p.trace, Err(e)).await;
+            return self.immediate(&p.record, Local::Error(e));
         }
         if !b.end_of_stream {
             // Envoy's STREAMED mode: the pieces are held back here and the
@@ -301,23 +291,24 @@ impl Exchange {
             unreachable!("matched above")
         };
         let Pending {
-            mut trace,
+            mut record,
             headers,
             tenant,
             body,
         } = *p;
         let state = self.state.clone();
-        let prepared =
-            chat::prepare(&state, &tenant, &headers, Ok(Bytes::from(body)), &mut trace).await;
-        let f = match prepared {
-            Err(e) => return self.immediate(&trace, Err(e)).await,
-            Ok(Prepared::Answered(resp)) => return self.immediate(&trace, Ok(resp)).await,
+        let req = match openai::parse_chat(&body) {
+            Ok(chat) => chat.into_request(tenant, headers),
+            Err(e) => return self.immediate(&record, Local::Error(e)),
+        };
+        let f = match pipeline::prepare(&state, req, &mut record).await {
+            Err(refusal) => return self.immediate(&record, Local::Error(refusal.into())),
+            Ok(Prepared::Cached(answer)) => return self.immediate(&record, Local::Cached(answer)),
             Ok(Prepared::Forward(f)) => f,
         };
-        let model = state.config.model(f.forward.model);
-        match chat::upstream_body(&f.req, model, f.forward.reasoning, &state) {
-            Ok(body) => self.forward(&state, *f, body, trace),
-            Err(e) => self.immediate(&trace, Err(e)).await,
+        match f.body(&state) {
+            Ok(body) => self.forward(&state, *f, body, record),
+            Err(refusal) => self.immediate(&record, Local::Error(refusal.into())),
         }
     }
 
@@ -326,13 +317,13 @@ impl Exchange {
         &mut self,
         state: &AppState,
         f: Forwarding,
-        body: Bytes,
-        trace: Trace,
+        body: bytes::Bytes,
+        record: Record,
     ) -> ProcessingResponse {
-        let model = state.config.model(f.forward.model);
+        let model = state.config.model(f.model());
         let mut set = vec![
             overwrite(HEADER_MODEL, model.name.as_bytes()),
-            overwrite(HEADER_DECISION, f.decision.as_bytes()),
+            overwrite(HEADER_DECISION, f.decision().as_bytes()),
             overwrite(
                 HEADER_UPSTREAM,
                 state.config.upstream(model.upstream).name.as_bytes(),
@@ -348,14 +339,15 @@ impl Exchange {
             Some(key) => set.push(overwrite(header::AUTHORIZATION.as_str(), key.as_bytes())),
             None => remove.push(header::AUTHORIZATION.as_str().to_owned()),
         }
-        for (name, value) in &f.forward.headers.add {
+        let edits = f.header_edits();
+        for (name, value) in &edits.add {
             set.push(overwrite(name, value.as_bytes()));
         }
-        remove.extend(f.forward.headers.remove.iter().cloned());
+        remove.extend(edits.remove.iter().cloned());
         self.phase = Phase::Forwarded {
-            trace: Box::new(trace),
+            record: Box::new(record),
             sent: Instant::now(),
-            watch: Watch::new(f.learn, f.fill),
+            watch: f.into_watch(),
         };
         reply(Reply::RequestBody(BodyResponse {
             response: Some(CommonResponse {
@@ -374,7 +366,7 @@ impl Exchange {
 
     fn response_headers(&mut self, h: &HttpHeaders) -> ProcessingResponse {
         let Phase::Forwarded {
-            mut trace,
+            mut record,
             sent,
             mut watch,
         } = std::mem::replace(&mut self.phase, Phase::Done)
@@ -386,49 +378,25 @@ impl Exchange {
             .status
             .and_then(|s| StatusCode::from_u16(s).ok())
             .unwrap_or(StatusCode::OK);
-        trace.stages.push(("upstream", sent.elapsed()));
-        // As the HTTP gateway: a 5xx or 429 is the model failing; another
-        // 4xx the request's fault; only a plain 200 is worth caching, and
-        // not a compressed one (it would be replayed without its encoding).
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            if let Some(o) = watch.outcomes.take() {
-                o.failed("upstream_error");
-            }
-        } else if !status.is_success() {
-            watch.outcomes = None;
-        }
-        if status != StatusCode::OK || headers.contains_key(header::CONTENT_ENCODING) {
-            watch.fill = None;
-        }
+        record.upstream_answered(sent.elapsed());
+        watch.answered(status, &headers);
         // The request's metrics, and the gateway's headers on the answer.
-        let mut marked = Response::new(Body::empty());
-        *marked.status_mut() = status;
-        let marked = trace.respond(Ok(marked));
-        let mut set: Vec<HeaderValueOption> = marked
-            .headers()
+        record.count_answer(status);
+        let ours = record.headers();
+        let set: Vec<HeaderValueOption> = ours
             .iter()
             .map(|(n, v)| overwrite(n.as_str(), v.as_bytes()))
             .collect();
-        set.push(overwrite(HEADER_REQUEST_ID, self.id.as_bytes()));
         // The upstream's own `x-routemesh-*` headers are not relayed.
         let remove = headers
             .keys()
-            .filter(|n| {
-                n.as_str().starts_with(INTERNAL_PREFIX) && !marked.headers().contains_key(*n)
-            })
+            .filter(|n| headers::is_internal(n) && !ours.contains_key(*n))
             .map(|n| n.as_str().to_owned())
             .collect();
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
         if h.end_of_stream {
-            watch.ended(content_type.as_deref());
+            watch.ended();
         } else {
-            self.phase = Phase::Answer {
-                watch,
-                content_type,
-            };
+            self.phase = Phase::Answer { watch };
         }
         reply(Reply::ResponseHeaders(HeadersResponse {
             response: Some(CommonResponse {
@@ -448,40 +416,39 @@ impl Exchange {
         };
         watch.chunk(&b.body);
         if b.end_of_stream
-            && let Phase::Answer {
-                watch,
-                content_type,
-            } = std::mem::replace(&mut self.phase, Phase::Done)
+            && let Phase::Answer { watch } = std::mem::replace(&mut self.phase, Phase::Done)
         {
-            watch.ended(content_type.as_deref());
+            watch.ended();
         }
     }
 
     /// The response Envoy sends the client itself: an error or a cached
     /// answer, with the gateway's headers; counted in the metrics.
-    async fn immediate(
-        &self,
-        trace: &Trace,
-        result: Result<Response, ApiError>,
-    ) -> ProcessingResponse {
-        let resp = trace.respond(result);
-        let (parts, body) = resp.into_parts();
-        let body = match axum::body::to_bytes(body, usize::MAX).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read a local reply's body");
-                Bytes::new()
+    fn immediate(&self, record: &Record, local: Local) -> ProcessingResponse {
+        let (status, mut headers, body) = match local {
+            Local::Cached(answer) => {
+                record.count_answer(StatusCode::OK);
+                (
+                    StatusCode::OK,
+                    headers::cached(&answer),
+                    answer.body.clone(),
+                )
+            }
+            Local::Error(e) => {
+                let kind = e.outcome();
+                let (status, headers, body) = e.render();
+                record.count_refusal(status, kind);
+                (status, headers, body)
             }
         };
-        let mut set: Vec<HeaderValueOption> = parts
-            .headers
+        headers.extend(record.headers());
+        let set: Vec<HeaderValueOption> = headers
             .iter()
             .map(|(n, v)| overwrite(n.as_str(), v.as_bytes()))
             .collect();
-        set.push(overwrite(HEADER_REQUEST_ID, self.id.as_bytes()));
         reply(Reply::ImmediateResponse(ImmediateResponse {
             status: Some(HttpStatus {
-                code: i32::from(parts.status.as_u16()),
+                code: i32::from(status.as_u16()),
             }),
             headers: Some(HeaderMutation {
                 set_headers: set,
@@ -489,9 +456,17 @@ impl Exchange {
             }),
             body: body.to_vec(),
             grpc_status: None,
-            details: format!("routemesh_{}", parts.status.as_u16()),
+            details: format!("routemesh_{}", status.as_u16()),
         }))
     }
+}
+
+/// What Envoy is told to answer by itself.
+enum Local {
+    /// A stored answer (a cache hit).
+    Cached(Arc<Answer>),
+    /// An error, in the OpenAI shape.
+    Error(ApiError),
 }
 
 /// The pseudo-headers routemesh reads.

@@ -23,6 +23,10 @@ use routemesh_common::wire::{self, OutcomeEvent};
 use routemesh_decision::Learner;
 use routemesh_decision::store::StoreError;
 
+use crate::telemetry::{
+    FEEDBACK_REMEMBERED, OUTCOME_ERRORS_TOTAL, OUTCOMES_APPLIED_TOTAL, OUTCOMES_TOTAL,
+};
+
 /// How long the stream keeps outcome events: a gateway away for longer
 /// misses the older ones (its own sled state stays).
 const STREAM_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -37,7 +41,7 @@ pub enum LearningError {
     #[error("cannot open the learning store {dir}: {source}")]
     Open { dir: String, source: StoreError },
     #[error("cannot reach NATS for the outcome stream: {0}")]
-    Connect(#[from] routemesh_classifier_worker::nats::ConnectError),
+    Connect(#[from] routemesh_runtime::nats::ConnectError),
     #[error("JetStream: {0}")]
     JetStream(String),
     #[error("the task opening the learning store failed: {0}")]
@@ -178,8 +182,7 @@ impl Learning {
             LearningShare::Local => Sink::Local,
             LearningShare::JetStream { stream, nats } => {
                 let client =
-                    routemesh_classifier_worker::nats::connect(nats, "routemesh-gateway-learning")
-                        .await?;
+                    routemesh_runtime::nats::connect(nats, "routemesh-gateway-learning").await?;
                 let js = jetstream::new(client);
                 js.get_or_create_stream(stream::Config {
                     name: stream.clone(),
@@ -222,8 +225,8 @@ impl Learning {
             model: model.to_owned(),
         };
         let mut m = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
-        m.insert(request_id, routed, Instant::now());
-        metrics::gauge!("routemesh_feedback_remembered").set(m.len() as f64);
+        m.insert(request_id, routed, now());
+        metrics::gauge!(FEEDBACK_REMEMBERED).set(m.len() as f64);
     }
 
     /// Explicit feedback: a reward in [0, 1] for a remembered request.
@@ -236,7 +239,7 @@ impl Learning {
             .memory
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .rate(request_id, Instant::now())?;
+            .rate(request_id, now())?;
         let event = OutcomeEvent::new(&routed.decision, &routed.model, Some(reward), "feedback");
         self.report(event)
             .await
@@ -247,8 +250,7 @@ impl Learning {
     /// Sends an outcome where it is applied: here (local) or to the stream
     /// (acknowledged by JetStream before this returns).
     pub async fn report(&self, event: OutcomeEvent) -> Result<(), String> {
-        metrics::counter!("routemesh_outcomes_total", "source" => event.source.clone())
-            .increment(1);
+        metrics::counter!(OUTCOMES_TOTAL, "source" => event.source.clone()).increment(1);
         match &self.sink {
             Sink::Local => {
                 let learner = self.learner.clone();
@@ -279,7 +281,7 @@ impl Learning {
         tokio::spawn(async move {
             let source = event.source.clone();
             if let Err(e) = this.report(event).await {
-                metrics::counter!("routemesh_outcome_errors_total").increment(1);
+                metrics::counter!(OUTCOME_ERRORS_TOTAL).increment(1);
                 tracing::warn!(%source, error = %e, "an outcome was not recorded");
             }
         });
@@ -298,6 +300,11 @@ impl Learning {
             "arms": self.learner.snapshot(),
         })
     }
+}
+
+/// The memory's clock: tokio's, so that tests on paused time move it.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 fn has_thompson(config: &Config) -> bool {
@@ -376,7 +383,7 @@ async fn consume_once(
         .map_err(|e| e.to_string())?;
         match applied {
             Ok(Some(routemesh_decision::Applied::Applied)) => {
-                metrics::counter!("routemesh_outcomes_applied_total").increment(1);
+                metrics::counter!(OUTCOMES_APPLIED_TOTAL).increment(1);
             }
             Ok(_) => {}
             // The disk failed: stop, so the event is fetched again later
@@ -424,5 +431,40 @@ mod tests {
             Err(FeedbackError::Unknown(_))
         ));
         assert_eq!(m.len(), 0, "expired entries are dropped");
+    }
+
+    /// `learning.remember.for` reaches the memory, which reads tokio's
+    /// clock: what the gateway test `feedback_expires_after_the_window`
+    /// pins through a process on the wall clock.
+    #[tokio::test(start_paused = true)]
+    async fn feedback_is_taken_within_the_window_and_refused_after_it() {
+        let text = r#"
+encoder: { model_dir: m }
+upstreams: [ { name: up, base_url: "http://127.0.0.1:1" } ]
+models: [ { name: a, upstream: up }, { name: b, upstream: up } ]
+signals: { keywords: [ { name: k, patterns: [x] } ] }
+decisions: [ { name: learned, when: { keyword: k }, models: [a, b], selection: thompson } ]
+default: { model: a }
+learning: { remember: { requests: 100, for: 300ms } }
+"#;
+        let config = match routemesh_common::config::parse(text, std::path::Path::new(".")) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let learning = Learning::start(&config).await.expect("local learning");
+        learning.remember("early", "learned", "a");
+        learning.remember("late", "learned", "b");
+        tokio::time::advance(Duration::from_millis(300)).await;
+        assert_eq!(
+            learning.feedback("early", 1.0).await.map(|r| r.model),
+            Ok("a".to_owned()),
+            "at the end of the window"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(
+            learning.feedback("late", 1.0).await,
+            Err(FeedbackError::Unknown("late".into())),
+            "past the window"
+        );
     }
 }

@@ -1,20 +1,23 @@
-//! The routemesh gateway: an OpenAI-compatible HTTP front that routes each
-//! request to the model that fits it.
+//! The routemesh gateway: routes each LLM API request to the model that
+//! fits it.
 //!
-//! [`http`] is the only module that knows the OpenAI wire format;
-//! [`pipeline`] turns a request into a [`pipeline::RoutePlan`] (classify,
-//! decide, choose a candidate); [`classify`] embeds prompts in-process or
-//! through a NATS worker pool; [`learning`] turns outcomes and feedback
-//! into learner updates, locally or through JetStream; [`cache`] keys
-//! requests for the semantic cache and coalesces identical misses; [`upstream`]
-//! forwards to the chosen model's upstream; [`server`] wires state,
-//! listener, readiness and shutdown; [`ext_proc`] serves the same
-//! planning to Envoy as an external processor (gRPC); [`tracing_setup`] installs the log and
-//! the optional OpenTelemetry span export.
+//! One [`pipeline`] carries every request from a parsed, API-neutral
+//! [`pipeline::Request`] to a forwarded answer and its outcome (plan,
+//! block, remember, cache, edits, the candidate walk, the outcome rule).
+//! Front doors parse into it and render its results: [`http`] (axum: the
+//! OpenAI-compatible API, the dry run, feedback, admin) and [`ext_proc`]
+//! (Envoy's external processor, gRPC). Wire formats live in [`api`], one
+//! module per API. Around the pipeline: [`classify`] embeds prompts
+//! in-process or through a NATS worker pool; [`learning`] turns outcomes
+//! and feedback into learner updates, locally or through JetStream;
+//! [`cache`] scopes requests for the semantic cache and coalesces identical
+//! misses; [`upstream`] forwards to the chosen model's upstream; [`server`]
+//! wires state, listeners, readiness and shutdown; [`tracing_setup`]
+//! installs the log and the optional OpenTelemetry span export.
 
 #![forbid(unsafe_code)]
 
-pub mod answer;
+pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod classify;
@@ -25,6 +28,7 @@ pub mod learning;
 pub mod pipeline;
 pub mod reload;
 pub mod server;
+mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod tracing_setup;

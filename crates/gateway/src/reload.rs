@@ -24,7 +24,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::classify::Classifier;
 use crate::config_file::{self, LoadError};
-use crate::server::{self, ServeError};
+use crate::startup::{self, ServeError};
 use crate::state::{Gateway, Live};
 use crate::upstream::UpstreamPool;
 
@@ -114,7 +114,7 @@ pub async fn run(gateway: Arc<Gateway>, source: ReloadSource) {
             Ok(()) => {
                 seen = fingerprint(&source.path);
                 tracing::info!(trigger = why, path = %source.path.display(), "config reloaded");
-                server::announce("routemesh config reloaded");
+                startup::announce("routemesh config reloaded");
             }
             Err(ReloadError::Starting) => {
                 tracing::info!(
@@ -142,7 +142,7 @@ fn fingerprint(path: &std::path::Path) -> Option<u128> {
 pub async fn reload(gateway: &Gateway, source: &ReloadSource) -> Result<(), ReloadError> {
     let mut config = config_file::load(&source.path)?;
     source.overrides.apply(&mut config);
-    server::check_classifier_labels(&config).map_err(ReloadError::Labels)?;
+    startup::check_classifier_labels(&config).map_err(ReloadError::Labels)?;
     let old = gateway.live();
     let Some(ready) = old.ready.clone() else {
         return Err(ReloadError::Starting);
@@ -159,10 +159,10 @@ pub async fn reload(gateway: &Gateway, source: &ReloadSource) -> Result<(), Relo
     let classifier: Arc<Classifier> = if same_classifiers {
         ready.classifier.clone()
     } else {
-        server::check_model_files(&config)?;
-        Arc::new(server::load_embedded(&config).await?)
+        startup::check_model_files(&config)?;
+        Arc::new(startup::load_embedded(&config).await?)
     };
-    let ready = server::prepare_routing(&config, classifier).await?;
+    let ready = startup::prepare_routing(&config, classifier).await?;
     gateway.learning.learner.reconfigure(&config);
     gateway.replace(Live {
         config: Arc::new(config),

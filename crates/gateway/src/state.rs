@@ -1,18 +1,17 @@
-//! Shared state of the HTTP handlers.
+//! The gateway's shared state, as every front door and the pipeline see it.
 //!
 //! [`Gateway`] lives as long as the process; what a config reload replaces
 //! (config, upstreams, the routing machinery built from them) sits in one
 //! [`Live`] value behind a lock. Each request takes an [`AppState`]
-//! snapshot when its handler starts (axum builds it through `FromRef`), so
+//! snapshot when it starts (the HTTP front door through axum's `FromRef`), so
 //! it runs start to end on one version of the config while a reload swaps
 //! in the next.
 
 use std::sync::{Arc, RwLock};
 
-use axum::extract::FromRef;
-use routemesh_classifier_worker::SignalComputer;
-use routemesh_classifier_worker::pii::PiiDetector;
 use routemesh_common::Config;
+use routemesh_signals::SignalComputer;
+use routemesh_signals::pii::PiiDetector;
 
 use crate::cache::CacheLayer;
 use crate::classify::Classifier;
@@ -110,11 +109,5 @@ impl AppState {
     /// The routing machinery, once ready.
     pub fn ready(&self) -> Option<&Ready> {
         self.ready.as_deref()
-    }
-}
-
-impl FromRef<Arc<Gateway>> for AppState {
-    fn from_ref(gateway: &Arc<Gateway>) -> Self {
-        gateway.snapshot()
     }
 }

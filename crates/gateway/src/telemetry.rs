@@ -9,20 +9,21 @@
 //! prompt, a tenant or a request id.
 //!
 //! The exposition itself (recorder, buckets, listener) is shared with the
-//! classifier worker: [`routemesh_classifier_worker::telemetry`], which
-//! also names the batcher's `routemesh_worker_*` series (in embedded mode
-//! the gateway runs that batcher, so its scrape shows them too).
+//! classifier worker: [`routemesh_runtime::exposition`]. The batcher's
+//! `routemesh_worker_*` series are named in
+//! [`routemesh_classifier_worker::metrics`] (in embedded mode the gateway
+//! runs that batcher, so its scrape shows them too).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use metrics::Unit;
-use routemesh_classifier_worker::telemetry as exposition;
+use routemesh_cache::Cache;
+use routemesh_decision::Learner;
+use routemesh_runtime::exposition;
 
 pub use exposition::ExporterError;
-
-use crate::state::Gateway;
 
 /// Chat-completion requests by `decision`, `model` and `outcome` (counter).
 /// `decision` is the decision taken (`passthrough` for a request naming a
@@ -73,6 +74,29 @@ pub const OUTCOME_ERRORS_TOTAL: &str = "routemesh_outcome_errors_total";
 /// Routed requests remembered for feedback (gauge; set by
 /// [`crate::learning`]).
 pub const FEEDBACK_REMEMBERED: &str = "routemesh_feedback_remembered";
+/// API requests accepted with a key, by `tenant` (counter; emitted by
+/// [`crate::http::guard`]). A tenant is a name from the key table, so the
+/// label is bounded by it; an open gateway's derived tenants are not
+/// counted.
+pub const TENANT_REQUESTS_TOTAL: &str = "routemesh_tenant_requests_total";
+/// Requests refused for their credential, by `scope` (`api`, `admin`) and
+/// `reason` (`missing`, `invalid`, `disabled`) (counter; emitted by
+/// [`crate::http::guard`]).
+pub const AUTH_REJECTIONS_TOTAL: &str = "routemesh_auth_rejections_total";
+/// Attempts on an upstream, by `upstream` (a configured name) and
+/// `outcome`: `ok`, `error` (a 5xx answer, or the last failed attempt),
+/// `timeout` (the last attempt timed out), `retry` (failed, tried again),
+/// `breaker_open` (every endpoint ejected) (counter; emitted by
+/// [`crate::upstream`]).
+pub const UPSTREAM_ATTEMPTS_TOTAL: &str = "routemesh_upstream_attempts_total";
+/// 1 while an endpoint's circuit breaker has it ejected, else 0, by
+/// `upstream` and `endpoint` (its index in the upstream's list) (gauge;
+/// set by [`crate::upstream`]).
+pub const UPSTREAM_ENDPOINT_OPEN: &str = "routemesh_upstream_endpoint_open";
+/// Requests that moved on to their decision's next candidate model because
+/// every attempt on the previous one failed, by `decision` (counter;
+/// emitted by [`crate::pipeline`]).
+pub const UPSTREAM_FALLBACKS_TOTAL: &str = "routemesh_upstream_fallbacks_total";
 
 /// How a chat-completion request ended: the `outcome` label of
 /// [`REQUESTS_TOTAL`].
@@ -153,31 +177,35 @@ pub fn record_request(r: &RequestMetrics<'_>) {
 /// Installs the recorder, binds `addr` and serves `GET /metrics` there for
 /// the rest of the process; returns the bound address. Each scrape first
 /// samples the cache's shard sizes and the learner's posterior means.
+///
+/// It takes the learner and the cache rather than the gateway's state so
+/// that every module can name its metrics here without a module cycle.
 pub async fn install(
     addr: SocketAddr,
-    gateway: &Arc<Gateway>,
+    learner: &Arc<Learner>,
+    cache: Option<Cache>,
 ) -> Result<SocketAddr, ExporterError> {
-    let exporter = exposition::install(addr).await?;
+    let exporter = exposition::install(addr, routemesh_classifier_worker::metrics::BUCKETS).await?;
     describe();
     let local = exporter.local_addr();
-    let gateway = Arc::downgrade(gateway);
-    exporter.serve(move || sample(gateway.clone()));
+    let learner = Arc::downgrade(learner);
+    exporter.serve(move || sample(learner.clone(), cache.clone()));
     Ok(local)
 }
 
 /// Sets the gauges that mirror state: cache shards and posterior means.
-async fn sample(gateway: Weak<Gateway>) {
-    let Some(gateway) = gateway.upgrade() else {
+async fn sample(learner: Weak<Learner>, cache: Option<Cache>) {
+    let Some(learner) = learner.upgrade() else {
         return;
     };
-    for arm in gateway.learning.learner.snapshot() {
+    for arm in learner.snapshot() {
         if arm.configured {
             metrics::gauge!(POSTERIOR_MEAN, "decision" => arm.decision, "model" => arm.model)
                 .set(arm.mean);
         }
     }
-    if let Some(layer) = &gateway.cache {
-        for s in layer.cache.stats().await {
+    if let Some(cache) = &cache {
+        for s in cache.stats().await {
             let shard = s.shard.to_string();
             metrics::gauge!(CACHE_SHARD_UP, "shard" => shard.clone()).set(if s.available {
                 1.0
@@ -256,6 +284,31 @@ fn describe() {
         Unit::Count,
         "Routed requests remembered for feedback."
     );
+    c!(
+        TENANT_REQUESTS_TOTAL,
+        Unit::Count,
+        "API requests accepted with a key, by tenant."
+    );
+    c!(
+        AUTH_REJECTIONS_TOTAL,
+        Unit::Count,
+        "Requests refused for their credential, by scope and reason."
+    );
+    c!(
+        UPSTREAM_ATTEMPTS_TOTAL,
+        Unit::Count,
+        "Attempts on an upstream, by upstream and outcome."
+    );
+    g!(
+        UPSTREAM_ENDPOINT_OPEN,
+        Unit::Count,
+        "1 while the endpoint is ejected by its circuit breaker."
+    );
+    c!(
+        UPSTREAM_FALLBACKS_TOTAL,
+        Unit::Count,
+        "Requests that fell back to their decision's next candidate model."
+    );
 }
 
 #[cfg(test)]
@@ -331,5 +384,83 @@ mod tests {
         assert!(text.contains(r#"stage="total""#), "{text}");
         assert!(!text.contains("overhead"), "{text}");
         assert!(text.contains(r#"decision="none",model="none",outcome="client_error""#));
+    }
+
+    /// Lines (1-based) of `src` where a `counter!`, `gauge!` or `histogram!`
+    /// call (`describe_*` too) names its metric with a string literal rather
+    /// than a constant. Comment lines are skipped.
+    fn literal_metric_names(src: &str) -> Vec<usize> {
+        let mut found = Vec::new();
+        let mut line = 1;
+        let mut at = 0;
+        for (i, _) in src.match_indices("!(") {
+            line += src[at..i].matches('\n').count();
+            at = i;
+            let start = src[..i].rfind('\n').map_or(0, |n| n + 1);
+            let before = &src[start..i];
+            let is_metric = ["counter", "gauge", "histogram"]
+                .iter()
+                .any(|m| before.ends_with(m));
+            if !is_metric || before.trim_start().starts_with("//") {
+                continue;
+            }
+            if src[i + 2..].trim_start().starts_with('"') {
+                found.push(line);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_literal_check_finds_a_literal_name_and_passes_a_constant() {
+        let src = "metrics::counter!(REQUESTS_TOTAL).increment(1);\n\
+                   // metrics::gauge!(\"in_a_comment\")\n\
+                   metrics::histogram!(\n    \"routemesh_x_seconds\",\n)\n\
+                   gauge!(\"routemesh_y\").set(1.0);\n";
+        assert_eq!(literal_metric_names(src), [3, 6]);
+    }
+
+    /// Every metric is named through a `pub const` with a doc comment (what
+    /// it counts, its labels): in the gateway here, the worker's beside its
+    /// batcher. A literal name at a call site is a metric nobody documented.
+    #[test]
+    fn every_metric_call_site_in_the_workspace_names_a_constant() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut dirs = Vec::new();
+        for group in ["crates", "deploy"] {
+            for entry in std::fs::read_dir(root.join(group)).expect("a workspace folder") {
+                dirs.push(entry.expect("a folder entry").path().join("src"));
+            }
+        }
+        dirs.push(root.join("loadtest/src"));
+        let mut files = 0;
+        let mut offenders = Vec::new();
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.expect("a folder entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files += 1;
+                    let text = std::fs::read_to_string(&path).expect("a source file");
+                    for line in literal_metric_names(&text) {
+                        offenders.push(format!("{}:{line}", path.display()));
+                    }
+                }
+            }
+        }
+        assert!(
+            files > 50,
+            "the sources were not found under {}",
+            root.display()
+        );
+        assert!(
+            offenders.is_empty(),
+            "metric names must be constants (with a doc comment), not literals:\n{}",
+            offenders.join("\n")
+        );
     }
 }

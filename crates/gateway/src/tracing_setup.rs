@@ -118,7 +118,7 @@ fn exported(meta: &Metadata<'_>) -> bool {
 /// The tracer provider: OTLP/HTTP exporter, batch processor, sampler and
 /// the `service.name` resource.
 fn provider(otlp: &OtlpConfig) -> Result<SdkTracerProvider, TracingError> {
-    crate::upstream::install_tls_provider();
+    routemesh_runtime::install_tls_provider();
     let client = reqwest::Client::builder()
         .timeout(EXPORT_TIMEOUT)
         .build()

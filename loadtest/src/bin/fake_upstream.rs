@@ -1,11 +1,12 @@
-//! `fake-upstream`: runs a FAKE OpenAI-compatible upstream (a test fixture, not a model).
+//! `fake-upstream`: runs a FAKE OpenAI-compatible upstream (a test fixture, not a model):
+//! `routemesh_test_support::fake` behind a command line.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use routemesh_loadtest::fake::{self, FakeConfig};
+use routemesh_test_support::fake::{self, FakeConfig};
 
 /// A FAKE OpenAI-compatible upstream for tests and load benchmarks. It is not a model: it answers
 /// chat completions with canned words ("[NAME] token1 token2 ...") or echoes the prompt, with

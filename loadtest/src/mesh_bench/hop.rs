@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use routemesh_common::wire::{self, ClassifyReply, ClassifyRequest, WIRE_VERSION};
+use routemesh_test_support::nats_server::NatsServer;
 use serde::Serialize;
 
 use super::{
     Errors, Latency, MeshBenchError, ReportHeader, block_on_interruptible, connect, fmt_errors,
     fmt_ms, fmt_rate, histogram, micros, request_error_kind, service_error,
 };
-use crate::nats_server::NatsServer;
 
 /// The pool the hop benchmark answers on.
 pub const POOL: &str = "bench";

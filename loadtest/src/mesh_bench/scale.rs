@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use routemesh_common::wire::{self, ClassifyRequest};
+use routemesh_test_support::nats_server::NatsServer;
 use serde::{Deserialize, Serialize};
 
 use super::fleet::{Fleet, WorkerSpec};
@@ -17,7 +18,6 @@ use super::{
     Errors, Latency, MeshBenchError, ReportHeader, block_on_interruptible, connect, fmt_errors,
     fmt_ms, fmt_rate, histogram, micros, request_error_kind, service_error,
 };
-use crate::nats_server::NatsServer;
 
 /// The pool the workers serve.
 pub const POOL: &str = "scale";

@@ -62,7 +62,7 @@ impl Load {
         timeout: Duration,
         origin: Instant,
     ) -> Result<Self, reqwest::Error> {
-        crate::install_tls_provider();
+        routemesh_runtime::install_tls_provider();
         let client = Client::builder()
             .timeout(timeout)
             .pool_max_idle_per_host(in_flight)

@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use routemesh_classifier_worker::scorer::{self, Output};
-use routemesh_classifier_worker::{
-    BatchOptions, Batcher, ClassifierMeta, Encoder, PromptEmbedding, Replica, SignalComputer,
-};
+use routemesh_classifier_worker::{BatchOptions, Batcher, Encoder, Replica};
 use routemesh_common::Signals;
 use routemesh_common::config::Config;
+use routemesh_signals::{ClassifierMeta, PromptEmbedding, SignalComputer};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

@@ -1,12 +1,11 @@
-//! The replay report: everything measured as a serialisable struct, its markdown rendering,
-//! and writing `replay.json`, `replay.md` and the plots into a folder.
+//! The replay report: everything measured as a serialisable struct and its markdown
+//! rendering (`Report::write`, in the parent module, writes it with the plots into a folder).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::ReplayError;
 use super::baselines::{Baselines, Score, StaticRouting, TableRule};
 use super::embed::EmbedStats;
 use super::run::RunResult;
@@ -154,32 +153,6 @@ pub fn standard_notes() -> Vec<String> {
 }
 
 impl Report {
-    /// Writes `replay.json`, `replay.md`, `cost_accuracy.svg` and `learning_curve.svg`.
-    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, ReplayError> {
-        std::fs::create_dir_all(dir).map_err(|source| ReplayError::Write {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let json = serde_json::to_string_pretty(self)
-            .map_err(|e| ReplayError::Plot(format!("serialising the report: {e}")))?;
-        let files = [
-            ("replay.json", json + "\n"),
-            ("replay.md", self.markdown()),
-            ("cost_accuracy.svg", super::plot::cost_accuracy_svg(self)?),
-            ("learning_curve.svg", super::plot::learning_curve_svg(self)?),
-        ];
-        let mut written = Vec::new();
-        for (name, body) in files {
-            let path = dir.join(name);
-            std::fs::write(&path, body).map_err(|source| ReplayError::Write {
-                path: path.clone(),
-                source,
-            })?;
-            written.push(path);
-        }
-        Ok(written)
-    }
-
     /// The per-category table chosen for best accuracy.
     pub fn best_static(&self) -> Option<&StaticRouting> {
         self.baselines

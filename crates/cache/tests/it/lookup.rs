@@ -1,5 +1,7 @@
 //! Lookups through the handle: tiers, thresholds, scopes, deadlines, limits.
 
+use routemesh_cache::faults::CacheFaults;
+
 use super::*;
 
 #[tokio::test]
@@ -47,7 +49,7 @@ async fn a_passed_deadline_is_timed_out_and_a_stopped_cache_unavailable() {
     let a = scope("acme");
     cache.insert(insert(&a, 1, None, "one"));
     let stall = Duration::from_secs(5);
-    cache.stall_shard_for_test(0, stall);
+    cache.stall_shard(0, stall);
     let started = std::time::Instant::now();
     let got = cache
         .lookup(lookup(&a, 1, None, 0.0), Duration::from_millis(30))
@@ -144,6 +146,9 @@ async fn churn_rebuilds_off_the_handler_and_stays_bounded() {
             settled = Some(st);
             break;
         }
+        // Real: the rebuild runs on the cache's own runtime (its blocking
+        // pool), which this test's paused clock would not reach; polled,
+        // at most 200 × 50 ms.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let st = settled.expect("a rebuild lands and the graph is bounded again");
@@ -157,7 +162,7 @@ async fn churn_rebuilds_off_the_handler_and_stays_bounded() {
 async fn a_shard_that_cannot_keep_up_sheds_inserts_instead_of_queueing_them() {
     let cache = Cache::start(settings(1)).await.expect("start");
     let a = scope("acme");
-    cache.stall_shard_for_test(0, Duration::from_millis(500));
+    cache.stall_shard(0, Duration::from_millis(500));
     for i in 0..3_000u128 {
         cache.insert(insert(&a, i, None, "x"));
     }

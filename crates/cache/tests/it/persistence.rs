@@ -27,6 +27,10 @@ async fn entries_survive_a_restart_and_expired_ones_do_not() {
     )
     .await;
     cache.shutdown().await;
+    // Real: the shard actors stamp entries with the wall clock
+    // (`SystemTime`, on the cache's own runtime), so the 150 ms TTL must
+    // pass for real. Expiry itself is pinned on an injected clock in
+    // `shard/tests.rs`; this checks a restart's load drops what expired.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let cache = Cache::start(stored(&dir)).await.expect("restart");

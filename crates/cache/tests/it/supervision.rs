@@ -1,6 +1,7 @@
 //! A crashed shard is restarted by its supervisor and reloads from sled.
 
 use routemesh_cache::ScopeFilter;
+use routemesh_cache::faults::CacheFaults;
 
 use super::*;
 
@@ -10,6 +11,8 @@ async fn hit_eventually(cache: &Cache, l: &Lookup) -> Hit {
         if let LookupResult::Hit(h) = cache.lookup(l.clone(), DEADLINE).await {
             return h;
         }
+        // Real: the supervisor respawns the shard on the cache's own
+        // runtime, which this test's paused clock would not reach; polled.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("no hit after the restart");
@@ -29,7 +32,7 @@ async fn a_crashed_shard_comes_back_with_its_entries() {
     cache.insert(insert(&a, 1, Some(&[0.0, 1.0]), "one"));
     check(&cache, lookup(&a, 1, None, 0.0), Some((Tier::Exact, "one"))).await;
 
-    cache.crash_shard_for_test(shard);
+    cache.crash_shard(shard);
     let l = lookup(&a, 7, Some(&[0.05, 1.0]), 0.9);
     let h = hit_eventually(&cache, &l).await;
     assert_eq!((h.tier, &h.answer.body[..]), (Tier::Semantic, &b"one"[..]));
@@ -47,7 +50,7 @@ async fn a_memory_only_shard_restarts_empty() {
     let a = scope("acme");
     cache.insert(insert(&a, 1, None, "one"));
     check(&cache, lookup(&a, 1, None, 0.0), Some((Tier::Exact, "one"))).await;
-    cache.crash_shard_for_test(0);
+    cache.crash_shard(0);
     let mut restarted = false;
     for _ in 0..100 {
         let st = cache.stats().await;
@@ -55,6 +58,8 @@ async fn a_memory_only_shard_restarts_empty() {
             restarted = true;
             break;
         }
+        // Real: as in `hit_eventually`, the restart happens on the cache's
+        // own runtime; polled.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(restarted, "the supervisor restarts the shard");

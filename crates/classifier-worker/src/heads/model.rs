@@ -196,8 +196,9 @@ impl Head {
     }
 }
 
-/// Index of the largest value (the first one on ties); 0 for an empty slice.
-pub(crate) fn argmax(values: &[f32]) -> usize {
+/// Index of the largest value (the first one on ties); 0 for an empty slice:
+/// what [`Head::decide`] predicts without a threshold.
+pub fn argmax(values: &[f32]) -> usize {
     let mut best = 0;
     for (i, v) in values.iter().enumerate() {
         if *v > values[best] {

@@ -5,10 +5,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use routemesh_classifier_worker::{
-    BatchOptions, Batcher, ClassifyError, Encoder, PromptEmbedding, SignalComputer, SimulatedModel,
-};
+use routemesh_classifier_worker::{BatchOptions, Batcher, ClassifyError, Encoder, SimulatedModel};
 use routemesh_common::config;
+use routemesh_signals::{PromptEmbedding, SignalComputer};
 
 use crate::model_dir;
 
@@ -188,6 +187,10 @@ async fn a_full_queue_is_refused_and_an_expired_job_is_not_run() -> Result<()> {
         let b = batcher.clone();
         async move { b.embed(vec!["first".into()], None).await }
     });
+    // Real: the replica is an OS thread and the model sleeps the thread, so
+    // paused time would not move either; and nothing observable says the
+    // replica has taken the job (the queue reads 0 before and after), so
+    // this gives it 50 ms to.
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Waits in the single queue slot; its deadline passes before the replica is free.
     let expired = tokio::spawn({
@@ -200,7 +203,13 @@ async fn a_full_queue_is_refused_and_an_expired_job_is_not_run() -> Result<()> {
             .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Until it is queued (polled, not a fixed wait): the queue is full then.
+    let until = Instant::now() + Duration::from_secs(10);
+    while batcher.queued() < 1 {
+        assert!(Instant::now() < until, "the second job was never queued");
+        // Real: the queue belongs to replica threads, off tokio's clock.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let refused = batcher.embed(vec!["third".into()], None).await;
     assert!(
         matches!(refused, Err(ClassifyError::Overloaded { .. })),

@@ -6,22 +6,8 @@ mod embedded;
 mod encoder;
 mod hf;
 
-use std::path::PathBuf;
-
 /// The MiniLM folder: `$ROUTEMESH_MODEL_DIR` or `<workspace>/models/all-MiniLM-L6-v2`.
-pub fn model_dir() -> PathBuf {
-    let dir = std::env::var_os("ROUTEMESH_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
-        });
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "the MiniLM model is missing at {}: run scripts/fetch-model.sh (scripts/test.sh does)",
-        dir.display()
-    );
-    dir
-}
+pub use routemesh_test_support::model_dir;
 
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a

@@ -19,6 +19,9 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::rules::Expr;
+// Defined beside the other signal ids, which the rule tree names too, so
+// that `rules` never depends on `config`; re-exported where it always was.
+pub use crate::signals::ClassifierId;
 use crate::signals::PiiKind;
 
 pub use upstream::{
@@ -477,10 +480,6 @@ pub struct LabelRef {
     pub classifier: ClassifierId,
     pub label: String,
 }
-
-/// Index into [`SignalsConfig::classifiers`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClassifierId(pub usize);
 
 /// An embedding route: a name and example utterances.
 #[derive(Debug, Clone)]

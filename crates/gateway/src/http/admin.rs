@@ -15,7 +15,7 @@ use routemesh_cache::ScopeFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::ApiError;
+use crate::api::openai::ApiError;
 use crate::cache::CacheLayer;
 use crate::state::AppState;
 

@@ -8,7 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::ApiError;
+use crate::api::openai::ApiError;
 use crate::state::AppState;
 
 /// `{"request_id": "...", "reward": 0.8}` or `{"request_id": "...", "reward": "up"}`.

@@ -11,33 +11,21 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, header};
+use http::header;
 use tracing::Instrument as _;
 
-use super::error::ApiError;
-use crate::auth::{Auth, Denied, Tenant};
-
-/// Prefix of the header names that are the gateway's own.
-pub(crate) const INTERNAL_PREFIX: &str = "x-routemesh-";
+use crate::api::openai::ApiError;
+use crate::auth::{Auth, Denied, Tenant, bearer};
+use crate::pipeline::headers::strip_internal;
+use crate::telemetry::{AUTH_REJECTIONS_TOTAL, TENANT_REQUESTS_TOTAL};
 
 /// Middleware: removes every request header whose name starts with
 /// `x-routemesh-`, before any other middleware or handler sees it. Those
 /// names are the gateway's (responses carry them); a client can neither
 /// set them for the gateway nor send them to an upstream.
 pub(super) async fn strip_internal_headers(mut req: Request, next: Next) -> Response {
-    strip(req.headers_mut());
+    strip_internal(req.headers_mut());
     next.run(req).await
-}
-
-fn strip(headers: &mut HeaderMap) {
-    let spoofed: Vec<_> = headers
-        .keys()
-        .filter(|n| n.as_str().starts_with(INTERNAL_PREFIX))
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(name);
-    }
 }
 
 /// What a path needs.
@@ -84,8 +72,7 @@ pub(super) async fn authenticate(
         Err(denied) => refuse(denied),
         Ok(None) => next.run(req).await,
         Ok(Some(tenant)) => {
-            metrics::counter!("routemesh_tenant_requests_total", "tenant" => tenant.to_string())
-                .increment(1);
+            metrics::counter!(TENANT_REQUESTS_TOTAL, "tenant" => tenant.to_string()).increment(1);
             let span = tracing::info_span!("auth", tenant = %tenant);
             req.extensions_mut().insert(tenant);
             next.run(req).instrument(span).await
@@ -96,7 +83,7 @@ pub(super) async fn authenticate(
 fn refuse(denied: Denied) -> Response {
     let scope = if denied.is_admin() { "admin" } else { "api" };
     metrics::counter!(
-        "routemesh_auth_rejections_total",
+        AUTH_REJECTIONS_TOTAL,
         "scope" => scope,
         "reason" => denied.reason()
     )
@@ -105,21 +92,12 @@ fn refuse(denied: Denied) -> Response {
     ApiError::Denied(denied).into_response()
 }
 
-/// The token of `Authorization: Bearer <token>` (scheme case-insensitive);
-/// `None` when absent or not a bearer credential.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 #[cfg(test)]
 mod tests {
     use axum::Router;
     use axum::body::Body;
     use axum::routing::get;
-    use http::{HeaderValue, StatusCode};
+    use http::{HeaderMap, StatusCode};
     use tower::ServiceExt as _;
 
     use super::*;
@@ -136,24 +114,6 @@ mod tests {
         check("/administrator", Access::Api);
         check("/healthz/x", Access::Api);
         check("/", Access::Api);
-    }
-
-    #[test]
-    fn bearer_tokens_are_read() {
-        let of = |v: &str| {
-            let mut h = HeaderMap::new();
-            h.insert(
-                header::AUTHORIZATION,
-                HeaderValue::from_str(v).expect("header"),
-            );
-            bearer(&h).map(str::to_owned)
-        };
-        assert_eq!(of("Bearer abc"), Some("abc".into()));
-        assert_eq!(of("bearer   abc "), Some("abc".into()));
-        assert_eq!(of("Basic abc"), None);
-        assert_eq!(of("Bearer "), None);
-        assert_eq!(of("abc"), None);
-        assert_eq!(bearer(&HeaderMap::new()), None);
     }
 
     /// A handler that answers with the names of the headers it saw.

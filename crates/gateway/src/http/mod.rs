@@ -1,53 +1,29 @@
-//! The HTTP surface: OpenAI-compatible endpoints, health, and the dry run.
-//!
-//! The only module that knows the OpenAI wire format ([`openai`]) and maps
-//! errors to HTTP ([`error`]).
+//! The HTTP front door: the OpenAI-compatible endpoints over the
+//! [`pipeline`](crate::pipeline) (chat completions: parse with
+//! [`api::openai`](crate::api::openai), run, render), the dry run,
+//! feedback, the admin API, health, and the axum plumbing (request ids,
+//! auth, body limits, errors as responses).
 
 mod admin;
-pub(crate) mod chat;
-pub mod error;
+mod chat;
 mod feedback;
-pub(crate) mod guard;
-pub(crate) mod meta;
-pub mod openai;
+mod guard;
+mod meta;
 mod route;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{Method, StatusCode, Uri};
 use serde_json::json;
 
-use self::error::ApiError;
 use std::sync::Arc;
 
+use crate::api::openai::ApiError;
 use crate::auth::Auth;
 use crate::state::{AppState, Gateway};
-
-/// Response header naming the decision taken (or `passthrough`).
-pub const HEADER_DECISION: &str = "x-routemesh-decision";
-/// Response header naming the model that answered.
-pub const HEADER_MODEL: &str = "x-routemesh-model";
-/// Response header present when routing ran without some signals, e.g.
-/// `classify=timeout`.
-pub const HEADER_DEGRADED: &str = "x-routemesh-degraded";
-/// Response header counting pieces of personal data replaced by
-/// placeholders before the request went upstream.
-pub const HEADER_REDACTED: &str = "x-routemesh-pii-redacted";
-/// Response header saying what the cache did: `hit`, `miss`, `bypass`
-/// (`Cache-Control: no-cache`) or `off` (the decision does not cache).
-pub const HEADER_CACHE: &str = "x-routemesh-cache";
-/// On a hit: `exact` or `semantic`.
-pub const HEADER_CACHE_TIER: &str = "x-routemesh-cache-tier";
-/// On a hit: cosine similarity of the prompt to the stored one (1 for exact).
-pub const HEADER_CACHE_SIMILARITY: &str = "x-routemesh-cache-similarity";
-/// Request header naming the chosen model's upstream, set for Envoy under
-/// ext_proc (a cluster per upstream, when several models share a server).
-pub const HEADER_UPSTREAM: &str = "x-routemesh-upstream";
-/// Response header carrying the gateway's id for the request.
-pub const HEADER_REQUEST_ID: &str = "x-routemesh-request-id";
 
 /// The gateway's routes; `auth` (from the `auth:` section) guards them.
 ///
@@ -127,4 +103,30 @@ async fn fallback(method: Method, uri: Uri) -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, headers, body) = self.render();
+        (status, headers, body).into_response()
+    }
+}
+
+impl FromRef<Arc<Gateway>> for AppState {
+    fn from_ref(gateway: &Arc<Gateway>) -> Self {
+        gateway.snapshot()
+    }
+}
+
+/// The request body read under `server.max_body_bytes`: past it a 413,
+/// any other failure to read it a 400.
+fn read_body(
+    state: &AppState,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, ApiError> {
+    let limit = state.config.server.max_body_bytes;
+    body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit },
+        _ => ApiError::bad_request(format!("cannot read the request body: {rejection}"), None),
+    })
 }

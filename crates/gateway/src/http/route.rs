@@ -12,9 +12,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::error::ApiError;
-use super::meta::{self, RequestId, Trace};
-use crate::pipeline::{RoutePlan, Target};
+use super::meta::RequestId;
+use super::read_body;
+use crate::api::openai::{self, ApiError};
+use crate::auth::Tenant;
+use crate::pipeline::{self, Record, RoutePlan, Target};
 use crate::state::AppState;
 use routemesh_common::signals::{ClassifierResult, Output};
 
@@ -116,19 +118,28 @@ struct PiiView {
 pub(super) async fn dry_run(
     State(state): State<AppState>,
     Extension(id): Extension<RequestId>,
+    Extension(tenant): Extension<Tenant>,
+    headers: http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut trace = Trace::dry_run(id);
-    let result = handle(&state, body, &mut trace).await;
-    trace.respond(result)
+    let mut record = Record::dry_run(id.0);
+    let mut resp = handle(&state, tenant, headers, body, &mut record)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    resp.headers_mut().extend(record.headers());
+    resp
 }
 
 async fn handle(
     state: &AppState,
+    tenant: Tenant,
+    headers: http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    trace: &mut Trace,
+    record: &mut Record,
 ) -> Result<Response, ApiError> {
-    let (req, plan) = meta::read_and_plan(state, body, trace).await?;
+    let body = read_body(state, body)?;
+    let req = openai::parse_chat(&body)?.into_request(tenant, headers);
+    let plan = pipeline::dry_run(state, &req, record).await?;
     let config = &state.config;
     let model = plan.target.model().map(|m| config.model(m));
     let action = match &plan.target {
@@ -190,9 +201,9 @@ async fn handle(
                 .collect(),
         }
     });
-    timings.insert("total", ms(trace.started.elapsed()));
+    timings.insert("total", ms(record.started().elapsed()));
     let view = DryRun {
-        request_id: &trace.id,
+        request_id: record.id(),
         requested_model: &req.model,
         routed: routed.is_some(),
         decision: DecisionView {

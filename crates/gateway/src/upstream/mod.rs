@@ -17,6 +17,8 @@
 
 mod breaker;
 mod policy;
+#[cfg(test)]
+mod tests;
 
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -30,6 +32,7 @@ use routemesh_common::config::{RetryPolicy, UpstreamId, UpstreamTimeouts};
 use tokio::time::Instant;
 
 use self::breaker::{Admission, Breaker, Transition};
+use crate::telemetry::{UPSTREAM_ATTEMPTS_TOTAL, UPSTREAM_ENDPOINT_OPEN};
 
 /// Most bytes of a retriable error's body kept to relay it if every
 /// attempt fails.
@@ -128,7 +131,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl UpstreamPool {
     /// Builds the pool, reading API keys from the environment.
     pub fn new(config: &Config) -> Result<Self, reqwest::Error> {
-        install_tls_provider();
+        routemesh_runtime::install_tls_provider();
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for u in &config.upstreams {
             let client = reqwest::Client::builder()
@@ -510,21 +513,13 @@ fn bounded(first: Option<Bytes>, rest: ReqwestBody, deadline: Instant, name: Str
 }
 
 fn attempts_counter(upstream: &str, outcome: &'static str) {
-    metrics::counter!("routemesh_upstream_attempts_total", "upstream" => upstream.to_owned(), "outcome" => outcome)
+    metrics::counter!(UPSTREAM_ATTEMPTS_TOTAL, "upstream" => upstream.to_owned(), "outcome" => outcome)
         .increment(1);
 }
 
 fn endpoint_gauge(upstream: &str, endpoint: usize, open: bool) {
-    metrics::gauge!("routemesh_upstream_endpoint_open", "upstream" => upstream.to_owned(), "endpoint" => endpoint.to_string())
+    metrics::gauge!(UPSTREAM_ENDPOINT_OPEN, "upstream" => upstream.to_owned(), "endpoint" => endpoint.to_string())
         .set(if open { 1.0 } else { 0.0 });
-}
-
-/// Installs rustls' `ring` crypto provider for the process (once; later
-/// calls are no-ops). reqwest is built without a provider of its own so that
-/// exactly one is compiled in.
-pub fn install_tls_provider() {
-    // Err means a provider is already installed: fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// `e` and its sources on one line (reqwest's top error says little alone).

@@ -1,9 +1,8 @@
 //! The small endpoints: models, health, readiness.
 
 use anyhow::Result;
+use routemesh_test_support::gateway::{Fakes, Gateway};
 use serde_json::Value;
-
-use crate::harness::{Fakes, Gateway};
 
 #[tokio::test]
 async fn models_lists_aliases_then_configured_models() -> Result<()> {
@@ -41,14 +40,14 @@ async fn the_api_key_comes_from_the_named_environment_variable() -> Result<()> {
     let ok = gw
         .post(
             "/v1/chat/completions",
-            crate::harness::chat("llama-3.2-1b", "hi"),
+            routemesh_test_support::gateway::chat("llama-3.2-1b", "hi"),
         )
         .await?;
     assert_eq!(ok.status(), 200);
     let ok = gw
         .post(
             "/v1/chat/completions",
-            crate::harness::chat("qwen-math-7b", "1+1"),
+            routemesh_test_support::gateway::chat("qwen-math-7b", "1+1"),
         )
         .await?;
     assert_eq!(ok.status(), 200);

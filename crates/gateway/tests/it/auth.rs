@@ -8,9 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use routemesh_test_support::gateway::{Fake, Gateway, chat, header};
+use routemesh_test_support::model_dir;
 use serde_json::{Value, json};
-
-use crate::harness::{Fake, Gateway, chat, header, model_dir};
 
 const ACME_ENV: &str = "acme-key-from-env-0001";
 const ACME_FILE: &str = "acme-key-from-file-0002";
@@ -141,6 +141,7 @@ async fn wait_for_entries(gw: &Gateway, n: u64) -> Result<()> {
         if last["entries"].as_u64() == Some(n) {
             return Ok(());
         }
+        // Real: polling the gateway process; its cache insert follows the answer.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("the cache never held {n} entries: {last}")
@@ -330,6 +331,7 @@ async fn without_an_auth_section_the_gateway_is_open_and_long_prompts_get_400() 
         if stats["entries"] == 1 {
             break;
         }
+        // Real: polling the gateway process; its cache insert follows the answer.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use routemesh_loadtest::fake::FakeConfig;
+use routemesh_test_support::fake::FakeConfig;
+use routemesh_test_support::gateway::{Fake, Gateway, chat, header};
+use routemesh_test_support::model_dir;
 use serde_json::{Value, json};
-
-use crate::harness::{Fake, Gateway, chat, header, model_dir};
 
 /// Semantic threshold of the default decision in [`config`].
 const THRESHOLD: f64 = 0.8;
@@ -115,6 +115,7 @@ async fn wait_for_entries(gw: &Gateway, n: u64) -> Result<Value> {
         if last["entries"].as_u64() == Some(n) {
             return Ok(last);
         }
+        // Real: polling the gateway process; its cache insert follows the answer.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     anyhow::bail!("the cache never held {n} entries: {last}")

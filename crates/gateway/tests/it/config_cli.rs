@@ -4,8 +4,7 @@
 use std::process::Command;
 
 use anyhow::Result;
-
-use crate::harness::workspace;
+use routemesh_test_support::workspace;
 
 fn routemesh(args: &[&str]) -> Result<(i32, String, String)> {
     let out = Command::new(env!("CARGO_BIN_EXE_routemesh"))
@@ -61,8 +60,8 @@ fn missing_config_file_exits_64_and_missing_model_exits_66_with_a_hint() -> Resu
 
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("c.yaml");
-    let text = crate::harness::example_config_text()?.replace(
-        &crate::harness::model_dir().display().to_string(),
+    let text = routemesh_test_support::gateway::example_config_text()?.replace(
+        &routemesh_test_support::model_dir().display().to_string(),
         "no-such-model-dir",
     );
     std::fs::write(&path, text)?;

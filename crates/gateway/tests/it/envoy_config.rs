@@ -10,15 +10,25 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail, ensure};
 use prost_reflect::{DescriptorPool, DynamicMessage};
+use routemesh_test_support::workspace;
 use serde_json::Value;
-
-use crate::harness::workspace;
 
 /// Envoy's API descriptors, from the envoy-types package cargo resolved.
 fn envoy_descriptors() -> Result<DescriptorPool> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Only this platform's packages: offline, cargo has downloaded just
+    // those (a build fetches no Windows-only crate), and envoy-types is one.
+    let rustc = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .context("rustc -vV")?;
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .context("rustc -vV names no host")?;
     let out = std::process::Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["--filter-platform", &host])
         .current_dir(workspace())
         .output()
         .context("cargo metadata")?;
@@ -149,7 +159,7 @@ fn envoy_yaml_routes_every_example_model_to_its_upstream() -> Result<()> {
     }
 
     // The example config's models, each to its upstream's host and port.
-    let text = crate::harness::example_config_text()?;
+    let text = routemesh_test_support::gateway::example_config_text()?;
     let config =
         routemesh_common::config::parse(&text, &workspace()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut models = BTreeSet::new();

@@ -2,9 +2,8 @@
 //! get 5xx with a body; nothing brings the gateway down.
 
 use anyhow::Result;
+use routemesh_test_support::gateway::{Fake, Fakes, Gateway, chat, header};
 use serde_json::Value;
-
-use crate::harness::{Fakes, Gateway, chat, header};
 
 /// Asserts an OpenAI-style error and returns it.
 async fn error(resp: reqwest::Response, status: u16) -> Result<Value> {
@@ -166,7 +165,7 @@ async fn unreachable_upstream_is_a_502_with_an_error_body() -> Result<()> {
 #[tokio::test]
 async fn upstream_errors_are_relayed_with_their_status_and_body() -> Result<()> {
     let fakes = Fakes::start().await?;
-    let failing = crate::harness::Fake::start(routemesh_loadtest::fake::FakeConfig {
+    let failing = Fake::start(routemesh_test_support::fake::FakeConfig {
         name: "failing".into(),
         served_models: vec!["qwen-math-7b".into()],
         error_rate: 1.0,

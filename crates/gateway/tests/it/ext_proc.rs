@@ -18,12 +18,12 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
     BodyResponse, CommonResponse, HeadersResponse, HttpBody, HttpHeaders, ImmediateResponse,
     ProcessingRequest,
 };
+use routemesh_test_support::gateway::{Fakes, Gateway, chat};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use crate::harness::{Fakes, Gateway, chat};
 use crate::heads::with_injection_guard;
 
 const CODE_PROMPT: &str = "Write a Python function that reverses a linked list.";
@@ -515,6 +515,7 @@ async fn a_cached_answer_is_an_immediate_response() -> Result<()> {
             other if tokio::time::Instant::now() > deadline => {
                 bail!("still not answered from the cache: {other:?}")
             }
+            // Real: polling the gateway process until the stored answer is there.
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     };
@@ -554,6 +555,7 @@ async fn the_response_phase_teaches_the_learner() -> Result<()> {
         if tokio::time::Instant::now() > deadline {
             bail!("the failure was not learned: before {before}, now {now}");
         }
+        // Real: polling the gateway process until the outcome is learned.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -586,6 +588,7 @@ async fn the_response_phase_teaches_the_learner() -> Result<()> {
         if tokio::time::Instant::now() > deadline {
             bail!("the feedback was not learned: {now}");
         }
+        // Real: polling the gateway process until the feedback is learned.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())

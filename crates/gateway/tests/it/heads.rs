@@ -2,9 +2,8 @@
 //! their scores, and the example config refuses a prompt injection.
 
 use anyhow::Result;
+use routemesh_test_support::gateway::{Fakes, Gateway, chat, header};
 use serde_json::Value;
-
-use crate::harness::{Fakes, Gateway, chat, header};
 
 /// The example config with its commented-out injection guard turned on.
 pub(crate) fn with_injection_guard(fakes: &Fakes) -> Result<String> {
@@ -48,7 +47,7 @@ async fn dry_run_shows_domain_injection_and_difficulty_scores_and_pii_spans() ->
     assert_eq!(c["domain"]["top"], "law", "{v}");
     // A binary head's top label follows its recorded threshold, not argmax.
     let record: Value = serde_json::from_str(&std::fs::read_to_string(
-        crate::harness::workspace().join("heads/injection/head.json"),
+        routemesh_test_support::workspace().join("heads/injection/head.json"),
     )?)?;
     let threshold = record["threshold"].as_f64().unwrap_or(f64::NAN);
     let p = c["injection"]["probs"]["injection"]

@@ -6,11 +6,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use routemesh_loadtest::fake::FakeConfig;
-use routemesh_loadtest::nats_server::NatsServer;
+use routemesh_test_support::fake::FakeConfig;
+use routemesh_test_support::gateway::{Fake, Gateway, chat, header};
+use routemesh_test_support::model_dir;
+use routemesh_test_support::nats_server::NatsServer;
 use serde_json::{Value, json};
-
-use crate::harness::{Fake, Gateway, chat, header, model_dir};
 
 /// Two fakes serving `model-a` and `model-b`.
 async fn fakes() -> Result<(Fake, Fake)> {
@@ -87,6 +87,7 @@ async fn wait_for_arm(gw: &Gateway, decision: &str, model: &str, want: (f64, f64
         if tokio::time::Instant::now() > deadline {
             bail!("{decision}/{model} is {got:?}, expected {want:?}");
         }
+        // Real: polling the gateway process until the outcome is applied.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -174,6 +175,9 @@ async fn feedback_expires_after_the_window() -> Result<()> {
     ))
     .await?;
     let (id, _) = routed(&gw, "learnme").await?;
+    // Real: the window runs on the gateway process's clock. The expiry
+    // itself is pinned on paused time by `learning`'s unit test
+    // `feedback_is_taken_within_the_window_and_refused_after_it`.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let (status, body) = feedback(&gw, json!({ "request_id": id, "reward": 1 })).await?;
     assert_eq!(status, 404, "{body}");
@@ -238,6 +242,7 @@ async fn an_upstream_failure_is_a_reward_of_zero() -> Result<()> {
         if got.1 >= 2.0 || tokio::time::Instant::now() > deadline {
             break got;
         }
+        // Real: polling the gateway process until the outcome is applied.
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(alpha, 1.0, "never a success");

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use routemesh_loadtest::fake::FakeConfig;
+use routemesh_test_support::fake::FakeConfig;
+use routemesh_test_support::gateway::{Fake, Gateway, chat, header};
+use routemesh_test_support::model_dir;
 use serde_json::Value;
-
-use crate::harness::{Fake, Gateway, chat, header, model_dir};
 
 /// A fake serving `model` that answers after `latency`.
 async fn fake(name: &str, model: &str, latency: Duration) -> Result<Fake> {
@@ -47,6 +47,7 @@ async fn wait_for_requests(fake: &Fake, n: u64) -> Result<()> {
         if fake.requests().await? >= n {
             return Ok(());
         }
+        // Real: polling the fake, which the gateway process calls on its own time.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("the upstream never received {n} requests")
@@ -73,6 +74,7 @@ async fn wait_for_route(gw: &Gateway, model: &str) -> Result<()> {
         if last == model {
             return Ok(());
         }
+        // Real: polling the gateway process until a reload has taken effect.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("still routed to {last}, not {model}")
@@ -84,6 +86,7 @@ async fn wait_for_log(gw: &Gateway, text: &str) -> Result<()> {
         if gw.logs().contains(text) {
             return Ok(());
         }
+        // Real: polling the gateway process's log.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("the log never said `{text}`:\n{}", gw.logs())

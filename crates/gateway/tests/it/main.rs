@@ -1,9 +1,8 @@
 //! Integration tests of the gateway: the real `routemesh` binary, the real
-//! MiniLM model, fake upstreams (loadtest's fixture) on loopback.
+//! MiniLM model, fake upstreams on loopback; the harness is
+//! `routemesh_test_support::gateway`.
 
 #![allow(unreachable_pub)]
-
-mod harness;
 
 mod api;
 mod auth;

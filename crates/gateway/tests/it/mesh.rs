@@ -3,14 +3,13 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use routemesh_loadtest::nats_server::NatsServer;
+use routemesh_test_support::gateway::{Fakes, Gateway, Worker, chat, header};
+use routemesh_test_support::nats_server::NatsServer;
 use serde_json::Value;
-
-use crate::harness::{Fakes, Gateway, Worker, chat, header};
 
 const PROMPTS: &[&str] = &[
     "What is the integral of x^2 from 0 to 3?",
@@ -101,6 +100,16 @@ async fn two_workers_in_a_pool_share_the_load_and_the_service_lists_them() -> Re
     Ok(())
 }
 
+/// Waits until `count` reaches `n`, for at most `limit` (then returns:
+/// the assertions that follow say what was missing).
+async fn wait_for_answers(count: &AtomicUsize, n: usize, limit: Duration) {
+    let until = tokio::time::Instant::now() + limit;
+    while count.load(Ordering::Relaxed) < n && tokio::time::Instant::now() < until {
+        // Real: polling processes that run on the wall clock.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn killing_a_worker_under_load_costs_at_most_the_requests_it_held() -> Result<()> {
     let nats = NatsServer::start()?;
@@ -112,9 +121,13 @@ async fn killing_a_worker_under_load_costs_at_most_the_requests_it_held() -> Res
 
     let stop = Arc::new(AtomicBool::new(false));
     let killed = Arc::new(AtomicBool::new(false));
+    // Answers so far, and those to requests sent after the kill.
+    let answered = Arc::new(AtomicUsize::new(0));
+    let answered_late = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..4)
         .map(|c| {
             let (gw, stop, killed) = (gw.clone(), stop.clone(), killed.clone());
+            let (answered, answered_late) = (answered.clone(), answered_late.clone());
             tokio::spawn(async move {
                 // (status, degraded, sent after the kill)
                 let mut seen = Vec::new();
@@ -132,16 +145,23 @@ async fn killing_a_worker_under_load_costs_at_most_the_requests_it_held() -> Res
                         header(&resp, "x-routemesh-degraded"),
                         after,
                     ));
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    if after {
+                        answered_late.fetch_add(1, Ordering::Relaxed);
+                    }
                     i += 1;
                 }
                 anyhow::Ok(seen)
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The load is flowing through both workers before the kill, and goes
+    // on after it: counted answers, not fixed waits (the gateway, the
+    // workers and NATS are processes on the wall clock).
+    wait_for_answers(&answered, 20, Duration::from_secs(60)).await;
     w1.kill().await?;
     killed.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    wait_for_answers(&answered_late, 40, Duration::from_secs(60)).await;
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     for c in clients {

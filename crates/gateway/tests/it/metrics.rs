@@ -8,11 +8,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use routemesh_loadtest::nats_server::NatsServer;
+use routemesh_test_support::gateway::{Fake, Fakes, Gateway, chat, header};
+use routemesh_test_support::nats_server::NatsServer;
+use routemesh_test_support::{model_dir, workspace};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-use crate::harness::{Fake, Fakes, Gateway, chat, header, model_dir, workspace};
 
 /// One sample of a scrape: name, labels, value.
 type Sample = (String, BTreeMap<String, String>, f64);
@@ -308,6 +308,7 @@ async fn cache_hits_and_shard_sizes_are_scraped_with_the_cli_listener() -> Resul
             while gw.scrape().await?.value("routemesh_cache_entries", &[]) < 1.0 {
                 tries += 1;
                 ensure!(tries < 500, "the answer was never stored");
+                // Real: polling the gateway process's scrape until the insert counts.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use routemesh_test_support::gateway::{Fakes, Gateway};
+use routemesh_test_support::workspace;
 use serde_json::Value;
-
-use crate::harness::{Fakes, Gateway, workspace};
 
 fn python() -> PathBuf {
     let python = std::env::var_os("ROUTEMESH_TEST_PYTHON")

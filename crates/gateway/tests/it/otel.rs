@@ -13,9 +13,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use http::StatusCode;
+use routemesh_test_support::gateway::{Fake, Gateway, chat, header};
+use routemesh_test_support::model_dir;
 use tokio::net::TcpListener;
-
-use crate::harness::{Fake, Gateway, chat, header, model_dir};
 
 type Bodies = Arc<Mutex<Vec<Bytes>>>;
 

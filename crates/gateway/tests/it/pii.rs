@@ -2,10 +2,9 @@
 //! request blocked, as the decision says.
 
 use anyhow::Result;
-use routemesh_loadtest::fake::FakeConfig;
+use routemesh_test_support::fake::FakeConfig;
+use routemesh_test_support::gateway::{Fake, Fakes, Gateway, chat, header};
 use serde_json::Value;
-
-use crate::harness::{Fake, Fakes, Gateway, chat, header};
 
 const EMAIL: &str = "jane.roe@example.com";
 const CARD: &str = "4111 1111 1111 1111";

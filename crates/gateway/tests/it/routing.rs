@@ -1,9 +1,8 @@
 //! `model: "auto"` is routed by the rules; a model name passes through.
 
 use anyhow::Result;
+use routemesh_test_support::gateway::{Fakes, Gateway, chat, header};
 use serde_json::Value;
-
-use crate::harness::{Fakes, Gateway, chat, header};
 
 #[tokio::test]
 async fn math_question_and_greeting_are_answered_by_different_models() -> Result<()> {

@@ -4,9 +4,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use futures_util::StreamExt;
-use routemesh_loadtest::fake::FakeConfig;
-
-use crate::harness::{Fake, Fakes, Gateway, header};
+use routemesh_test_support::fake::FakeConfig;
+use routemesh_test_support::gateway::{Fake, Fakes, Gateway, header};
 
 #[tokio::test]
 async fn chunks_arrive_as_they_are_produced_not_buffered() -> Result<()> {

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use routemesh_loadtest::fake::{self, FakeConfig};
+use routemesh_test_support::fake::{self, FakeConfig};
+use routemesh_test_support::gateway::{Fake, Gateway, chat, header};
+use routemesh_test_support::model_dir;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-
-use crate::harness::{Fake, Gateway, chat, header, model_dir};
 
 /// A loopback port nothing listens on (free a moment ago).
 fn closed_port() -> Result<u16> {
@@ -228,6 +228,9 @@ async fn a_dead_endpoint_is_ejected_and_probed_back() -> Result<()> {
         },
     )
     .await?;
+    // Real: `open_for` (1 s) runs on the gateway process's clock. The
+    // open → half-open → closed cycle is pinned on paused time by the
+    // unit tests in `upstream/tests.rs`; this checks the wiring end to end.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let mut answered_by = Vec::new();
     for _ in 0..10 {

@@ -1,0 +1,43 @@
+//! Test fixtures of routemesh (publish = false): what the crates' tests and
+//! the benchmarks share, so that no test depends on a benchmark.
+//!
+//! - [`fake`]: a FAKE OpenAI-compatible upstream (a test fixture, not a
+//!   model); loadtest's `fake-upstream` binary serves it.
+//! - [`nats_server`]: a real `nats-server` on a free loopback port.
+//! - [`gateway`]: the gateway's integration-test harness: the `routemesh`
+//!   binary and `classifier-worker serve` as child processes, fakes in
+//!   process, the shipped example config pointed at them.
+//! - [`CacheFaults`]: the cache's fault hooks (crash or stall a shard),
+//!   compiled into routemesh-cache only through its `fault-injection`
+//!   feature, which this crate turns on.
+#![forbid(unsafe_code)]
+
+pub mod fake;
+pub mod gateway;
+pub mod nats_server;
+
+use std::path::PathBuf;
+
+pub use routemesh_cache::faults::CacheFaults;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// The MiniLM folder: `$ROUTEMESH_MODEL_DIR` or `<workspace>/models/all-MiniLM-L6-v2`.
+///
+/// # Panics
+/// When the folder has no `model.safetensors` (with how to fetch it).
+pub fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("ROUTEMESH_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("models/all-MiniLM-L6-v2"));
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "the MiniLM model is missing at {}: run scripts/fetch-model.sh (scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}

@@ -1,0 +1,126 @@
+//! Command-line arguments of the head subcommands: what the trainer and the
+//! subcommands' entry points (`commands`) take.
+//!
+//! `main.rs` only adds these argument structs as subcommands and calls the
+//! matching entry point; everything else is library code. This module
+//! depends on no other module that uses it.
+
+use std::path::PathBuf;
+
+use super::metrics::Criterion;
+
+/// `routemesh-tools train-head`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainHeadArgs {
+    /// Training rows (JSONL, one object per line).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Held-out rows to measure the head (and choose a threshold) on; the
+    /// validation split is used when absent.
+    #[arg(long)]
+    pub data_eval: Option<PathBuf>,
+    /// Field holding the text to classify.
+    #[arg(long, default_value = "text")]
+    pub text_field: String,
+    /// Field holding the label (string, bool or integer).
+    #[arg(long, default_value = "label")]
+    pub label_field: String,
+    /// The head's name (recorded in head.json).
+    #[arg(long)]
+    pub name: String,
+    /// One line on what the head predicts (recorded in head.json and README.md).
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Folder to write head.safetensors, head.json and README.md into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Encoder folder (config.json, tokenizer.json, model.safetensors).
+    #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+    pub model_dir: PathBuf,
+    /// Longer texts are truncated before embedding.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Hidden layer widths: 0 = logistic regression, 256 = one hidden layer,
+    /// 256x128 = two. A comma-separated list trains each and keeps the best
+    /// macro-F1 on the validation split.
+    #[arg(long, default_value = "0")]
+    pub hidden: String,
+    /// Most passes over the training rows.
+    #[arg(long, default_value_t = 200)]
+    pub epochs: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 1e-2)]
+    pub lr: f64,
+    /// AdamW (decoupled) weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// Rows per optimiser step.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Share of the training file held out for early stopping and model choice.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Epochs without a lower validation loss before stopping.
+    #[arg(long, default_value_t = 10)]
+    pub patience: usize,
+    /// Weight the loss so every class counts the same (`balanced`) or not.
+    #[arg(long, value_enum, default_value = "balanced")]
+    pub class_weights: ClassWeights,
+    /// Seeds the split, the initial weights and the shuffling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Embedding cache folder (a retrain on the same texts skips encoding).
+    #[arg(long, default_value = ".cache/embeddings")]
+    pub cache: PathBuf,
+    /// Binary heads: the label a decision threshold applies to.
+    #[arg(long)]
+    pub positive_label: Option<String>,
+    /// Binary heads: what the threshold maximises on the evaluation rows.
+    #[arg(long, value_enum, default_value = "f1")]
+    pub choose_threshold: Criterion,
+}
+
+/// Loss weights per class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClassWeights {
+    /// n / (classes × rows of the class).
+    Balanced,
+    None,
+}
+
+/// `routemesh-tools eval-head`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalHeadArgs {
+    /// The head folder.
+    #[arg(long)]
+    pub head: PathBuf,
+    /// Labelled rows (JSONL).
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value = "text")]
+    pub text_field: String,
+    #[arg(long, default_value = "label")]
+    pub label_field: String,
+    #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+    pub model_dir: PathBuf,
+    /// Defaults to the max_tokens the head was trained with.
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    #[arg(long, default_value = ".cache/embeddings")]
+    pub cache: PathBuf,
+}
+
+/// `routemesh-tools make-difficulty-data`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DifficultyArgs {
+    /// MMLU-Pro rows with per-model correctness (shared/data/routing/mmlu_pro_train.jsonl).
+    pub input: PathBuf,
+    /// Where to write `{id, question, category, cheap_correct, label}` rows.
+    pub output: PathBuf,
+    /// The cheap models (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = super::difficulty::DEFAULT_CHEAP.map(String::from))]
+    pub cheap: Vec<String>,
+    /// `hard` when at most this many cheap models answer correctly.
+    #[arg(long, default_value_t = 1)]
+    pub max_cheap_correct: usize,
+}

@@ -1,0 +1,34 @@
+//! The head subcommands' entry points: run the trainer (or the difficulty
+//! converter) with the parsed arguments and print the result.
+
+use super::cli::{DifficultyArgs, EvalHeadArgs, TrainHeadArgs};
+use super::error::TrainError;
+use super::{difficulty, report, trainer};
+
+/// Trains a head and prints its metrics.
+pub fn train_head(args: &TrainHeadArgs) -> Result<(), TrainError> {
+    let command: Vec<String> = std::env::args().collect();
+    let info = trainer::train(args, command)?;
+    print!("{}", report::summary(&info));
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// Measures a trained head on labelled rows and prints the metrics.
+pub fn eval_head(args: &EvalHeadArgs) -> Result<(), TrainError> {
+    let metrics = trainer::evaluate(args)?;
+    print!("{}", report::metrics_markdown(&metrics));
+    Ok(())
+}
+
+/// Writes the difficulty training rows and prints the class balance.
+pub fn make_difficulty_data(args: &DifficultyArgs) -> Result<(), TrainError> {
+    let counts = difficulty::convert(
+        &args.input,
+        &args.output,
+        &args.cheap,
+        args.max_cheap_correct,
+    )?;
+    print!("{counts}");
+    Ok(())
+}

@@ -1,0 +1,471 @@
+//! `train-head` and `eval-head`: data → embeddings → candidate fits → the
+//! chosen head, measured on held-out rows and written with its record.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Instant;
+
+use super::cache::{EmbedStats, EmbeddingCache, embed_all};
+use super::cli::{ClassWeights, EvalHeadArgs, TrainHeadArgs};
+use super::data::{self, Dataset};
+use super::error::TrainError;
+use super::metrics::{choose_threshold, scores};
+use super::train::{Fit, Rows, fit};
+use routemesh_classifier_worker::Encoder;
+use routemesh_classifier_worker::heads::{
+    Architecture, Candidate, DataFile, DataInfo, EncoderInfo, HEAD_FORMAT, Head, HeadInfo,
+    LabelCount, Layer, Metrics, Scores, SplitInfo, ThresholdScores, TrainingInfo, argmax,
+};
+
+/// Texts per forward pass while embedding the corpus.
+const EMBED_BATCH: usize = 32;
+
+/// Trains every candidate architecture, keeps the best on the validation
+/// split, measures it, and writes the head folder. Returns its `head.json`.
+pub(crate) fn train(args: &TrainHeadArgs, command: Vec<String>) -> Result<HeadInfo, TrainError> {
+    let started = Instant::now();
+    let candidates = parse_hidden(&args.hidden)?;
+    check_args(args)?;
+    let train_data = data::read_jsonl(&args.data, &args.text_field, &args.label_field)?;
+    let eval_data = match &args.data_eval {
+        Some(p) => Some(data::read_jsonl(p, &args.text_field, &args.label_field)?),
+        None => None,
+    };
+    let labels: Vec<String> = train_data
+        .labels
+        .iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if labels.len() < 2 {
+        return Err(TrainError::Usage(format!(
+            "{} has fewer than two labels",
+            args.data.display()
+        )));
+    }
+    if let Some(p) = &args.positive_label
+        && (labels.len() != 2 || !labels.contains(p))
+    {
+        return Err(TrainError::Usage(format!(
+            "--positive-label `{p}` needs a binary head with that label (labels: {labels:?})"
+        )));
+    }
+    let y = label_indices(&train_data, &labels)?;
+    let eval_y = match &eval_data {
+        Some(d) => Some(label_indices(d, &labels)?),
+        None => None,
+    };
+    let is_val: Vec<bool> = train_data
+        .texts
+        .iter()
+        .map(|t| data::is_validation(args.seed, t, args.val_fraction))
+        .collect();
+    let val_rows = is_val.iter().filter(|v| **v).count();
+    if val_rows == 0 || val_rows == is_val.len() {
+        return Err(TrainError::Usage(format!(
+            "--val-fraction {} leaves an empty train or validation split",
+            args.val_fraction
+        )));
+    }
+
+    let (encoder, encoder_info) = load_encoder(&args.model_dir, args.max_tokens)?;
+    let mut cache = EmbeddingCache::open(
+        &args.cache,
+        &encoder_info.sha256,
+        args.max_tokens,
+        encoder_info.dim,
+    )?;
+    let mut texts: Vec<&str> = train_data.texts.iter().map(String::as_str).collect();
+    if let Some(d) = &eval_data {
+        texts.extend(d.texts.iter().map(String::as_str));
+    }
+    let (mut embeddings, stats) = embed_all(&encoder, &mut cache, &texts, EMBED_BATCH)?;
+    drop(encoder);
+    let eval_x = embeddings.split_off(train_data.texts.len());
+
+    let (mut tx, mut ty, mut vx, mut vy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((x, &c), &v) in embeddings.into_iter().zip(&y).zip(&is_val) {
+        if v {
+            vx.push(x);
+            vy.push(c);
+        } else {
+            tx.push(x);
+            ty.push(c);
+        }
+    }
+    let weights = class_weights(args.class_weights, &ty, labels.len());
+
+    let mut info = HeadInfo {
+        format: HEAD_FORMAT,
+        name: args.name.clone(),
+        description: args.description.clone(),
+        labels: labels.clone(),
+        encoder: encoder_info,
+        architecture: Architecture::default(),
+        positive_label: args.positive_label.clone(),
+        threshold: None,
+        data: DataInfo::default(),
+        metrics: Metrics::default(),
+        training: TrainingInfo::default(),
+    };
+    let train_started = Instant::now();
+    let mut fits: Vec<(Candidate, Vec<Layer>, Scores)> = Vec::new();
+    for hidden in candidates {
+        let cfg = Fit {
+            hidden: hidden.clone(),
+            max_epochs: args.epochs,
+            learning_rate: args.lr,
+            weight_decay: args.weight_decay,
+            batch_size: args.batch_size,
+            patience: args.patience,
+            seed: args.seed,
+        };
+        let trained = fit(
+            &cfg,
+            Rows { x: &tx, y: &ty },
+            Rows { x: &vx, y: &vy },
+            &weights,
+        )?;
+        let mut stub = info.clone();
+        stub.architecture = Architecture::from_hidden(hidden);
+        let head = Head::new(stub, trained.layers.clone())?;
+        let val_scores = scores(&labels, &vy, &predict_labels(&head, &vx));
+        let candidate = Candidate {
+            architecture: head.info().architecture.clone(),
+            parameters: trained
+                .layers
+                .iter()
+                .map(|l| l.weight.len() + l.bias.len())
+                .sum(),
+            epochs_run: trained.epochs_run,
+            best_epoch: trained.best_epoch,
+            val_loss: trained.best_val_loss,
+            val_accuracy: val_scores.accuracy,
+            val_macro_f1: val_scores.macro_f1,
+            chosen: false,
+        };
+        eprintln!(
+            "{}: {} epochs (best {}), validation loss {:.4}, accuracy {:.4}, macro-F1 {:.4}",
+            candidate.architecture,
+            candidate.epochs_run,
+            candidate.best_epoch,
+            candidate.val_loss,
+            candidate.val_accuracy,
+            candidate.val_macro_f1
+        );
+        fits.push((candidate, trained.layers, val_scores));
+    }
+    let train_seconds = train_started.elapsed().as_secs_f64();
+    // Best validation macro-F1; on a tie the earlier (listed first, usually smaller) one.
+    let mut best = 0;
+    for (i, f) in fits.iter().enumerate() {
+        if f.0.val_macro_f1 > fits[best].0.val_macro_f1 {
+            best = i;
+        }
+    }
+    fits[best].0.chosen = true;
+    let chosen_arch = fits[best].0.architecture.clone();
+    let layers = fits[best].1.clone();
+    let validation = fits[best].2.clone();
+    info.architecture = chosen_arch;
+    let head = Head::new(info.clone(), layers.clone())?;
+
+    // Measure on --data-eval, else on the validation split.
+    let (on, ex, ey) = match (&eval_data, &eval_y) {
+        (Some(d), Some(ey)) => (d.path.display().to_string(), &eval_x, ey),
+        _ => (
+            format!("validation split of {}", args.data.display()),
+            &vx,
+            &vy,
+        ),
+    };
+    let probs = head.predict_batch(ex);
+    let argmax_scores = scores(
+        &labels,
+        ey,
+        &probs.iter().map(|p| argmax(p)).collect::<Vec<_>>(),
+    );
+    let at_threshold = match head.positive_index() {
+        Some(pos) => {
+            let p: Vec<f32> = probs.iter().map(|p| p[pos]).collect();
+            let truth: Vec<bool> = ey.iter().map(|&c| c == pos).collect();
+            choose_threshold(&p, &truth, args.choose_threshold).map(|t| {
+                let pred: Vec<usize> = p
+                    .iter()
+                    .map(|&v| if v >= t { pos } else { 1 - pos })
+                    .collect();
+                ThresholdScores {
+                    positive_label: labels[pos].clone(),
+                    criterion: args.choose_threshold.name().to_owned(),
+                    threshold: t,
+                    scores: scores(&labels, ey, &pred),
+                }
+            })
+        }
+        None => None,
+    };
+    info.threshold = at_threshold.as_ref().map(|t| t.threshold);
+    info.metrics = Metrics {
+        on,
+        rows: ey.len(),
+        argmax: argmax_scores,
+        at_threshold,
+    };
+    info.data = data_info(
+        args,
+        &train_data,
+        eval_data.as_ref(),
+        &labels,
+        (&ty, &vy, eval_y.as_deref()),
+    );
+    info.training = TrainingInfo {
+        trainer: format!("routemesh-tools {}", env!("CARGO_PKG_VERSION")),
+        optimizer:
+            "AdamW (candle-nn), class-weighted cross-entropy, early stopping on validation loss"
+                .into(),
+        seed: args.seed,
+        max_epochs: args.epochs,
+        learning_rate: args.lr,
+        weight_decay: args.weight_decay,
+        batch_size: args.batch_size,
+        patience: args.patience,
+        class_weights: match args.class_weights {
+            ClassWeights::Balanced => "balanced".into(),
+            ClassWeights::None => "none".into(),
+        },
+        class_weight_values: weights.iter().map(|&w| f64::from(w)).collect(),
+        candidates: fits.into_iter().map(|f| f.0).collect(),
+        validation,
+        texts_embedded: stats.embedded,
+        texts_cached: stats.cached,
+        embed_seconds: stats.elapsed.as_secs_f64(),
+        train_seconds,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        command,
+    };
+    let head = Head::new(info.clone(), head.layers().to_vec())?;
+    head.save(&args.out)?;
+    let readme = args.out.join("README.md");
+    std::fs::write(&readme, super::report::readme(&info)).map_err(|source| TrainError::Write {
+        path: readme,
+        source,
+    })?;
+    Ok(info)
+}
+
+/// Measures a saved head on labelled rows (through the embedding cache).
+pub(crate) fn evaluate(args: &EvalHeadArgs) -> Result<Metrics, TrainError> {
+    let head = Head::load(&args.head)?;
+    let max_tokens = args
+        .max_tokens
+        .or(head.info().encoder.max_tokens)
+        .unwrap_or(256);
+    let (encoder, encoder_info) = load_encoder(&args.model_dir, max_tokens)?;
+    if encoder_info.sha256 != head.info().encoder.sha256 || encoder_info.dim != head.dim() {
+        return Err(TrainError::Usage(format!(
+            "{} was trained on encoder {} (sha256 {}), not on {} (sha256 {})",
+            args.head.display(),
+            head.info().encoder.name,
+            head.info().encoder.sha256,
+            args.model_dir.display(),
+            encoder_info.sha256
+        )));
+    }
+    let d = data::read_jsonl(&args.data, &args.text_field, &args.label_field)?;
+    let labels = head.labels().to_vec();
+    let y = label_indices(&d, &labels)?;
+    let mut cache = EmbeddingCache::open(
+        &args.cache,
+        &encoder_info.sha256,
+        max_tokens,
+        encoder_info.dim,
+    )?;
+    let texts: Vec<&str> = d.texts.iter().map(String::as_str).collect();
+    let (x, _): (Vec<Vec<f32>>, EmbedStats) = embed_all(&encoder, &mut cache, &texts, EMBED_BATCH)?;
+    let probs = head.predict_batch(&x);
+    let argmax_pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+    let at_threshold = match (head.positive_index(), head.info().threshold) {
+        (Some(pos), Some(t)) => {
+            let pred: Vec<usize> = probs.iter().map(|p| head.decide(p).unwrap_or(0)).collect();
+            Some(ThresholdScores {
+                positive_label: labels[pos].clone(),
+                criterion: "as recorded in head.json".into(),
+                threshold: t,
+                scores: scores(&labels, &y, &pred),
+            })
+        }
+        _ => None,
+    };
+    Ok(Metrics {
+        on: args.data.display().to_string(),
+        rows: y.len(),
+        argmax: scores(&labels, &y, &argmax_pred),
+        at_threshold,
+    })
+}
+
+/// Parses `0,256,256x128` into hidden-width lists (`0` = none).
+fn parse_hidden(spec: &str) -> Result<Vec<Vec<usize>>, TrainError> {
+    let bad = || {
+        TrainError::Usage(format!(
+            "--hidden `{spec}`: use e.g. 0, 256 or 0,256,256x128"
+        ))
+    };
+    let mut out = Vec::new();
+    for item in spec.split(',').map(str::trim) {
+        let widths: Vec<usize> = item
+            .split('x')
+            .map(|w| w.trim().parse::<usize>().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        match widths.as_slice() {
+            [0] => out.push(Vec::new()),
+            ws if ws.iter().all(|&w| w > 0) => out.push(ws.to_vec()),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(out)
+}
+
+fn check_args(args: &TrainHeadArgs) -> Result<(), TrainError> {
+    let problem = if args.name.trim().is_empty() {
+        Some("--name must not be empty".to_owned())
+    } else if !(args.val_fraction > 0.0 && args.val_fraction < 1.0) {
+        Some(format!(
+            "--val-fraction {} must be in (0, 1)",
+            args.val_fraction
+        ))
+    } else if args.epochs == 0 || args.batch_size == 0 {
+        Some("--epochs and --batch-size must be at least 1".to_owned())
+    } else if !(args.lr > 0.0 && args.lr.is_finite())
+        || args.weight_decay.is_nan()
+        || args.weight_decay < 0.0
+    {
+        Some("--lr must be positive and --weight-decay not negative".to_owned())
+    } else {
+        None
+    };
+    problem.map_or(Ok(()), |p| Err(TrainError::Usage(p)))
+}
+
+fn label_indices(d: &Dataset, labels: &[String]) -> Result<Vec<usize>, TrainError> {
+    d.labels
+        .iter()
+        .map(|l| {
+            labels
+                .iter()
+                .position(|x| x == l)
+                .ok_or_else(|| TrainError::Data {
+                    path: d.path.clone(),
+                    line: 0,
+                    message: format!("label `{l}` is not among the head's labels {labels:?}"),
+                })
+        })
+        .collect()
+}
+
+/// The encoder and its identity (folder name, weights sha256, width).
+fn load_encoder(dir: &Path, max_tokens: usize) -> Result<(Encoder, EncoderInfo), TrainError> {
+    let sha256 = data::sha256_file(&dir.join("model.safetensors"))?;
+    let encoder = Encoder::load(dir, max_tokens).map_err(|source| TrainError::Encoder {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let name = dir
+        .file_name()
+        .map_or_else(|| "model".to_owned(), |n| n.to_string_lossy().into_owned());
+    let info = EncoderInfo {
+        name,
+        sha256,
+        dim: encoder.dim(),
+        max_tokens: Some(max_tokens),
+    };
+    Ok((encoder, info))
+}
+
+fn class_weights(mode: ClassWeights, y: &[usize], classes: usize) -> Vec<f32> {
+    match mode {
+        ClassWeights::None => vec![1.0; classes],
+        ClassWeights::Balanced => {
+            let mut counts = vec![0usize; classes];
+            y.iter().for_each(|&c| counts[c] += 1);
+            counts
+                .iter()
+                .map(|&n| {
+                    if n == 0 {
+                        1.0
+                    } else {
+                        y.len() as f32 / (classes * n) as f32
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+fn predict_labels(head: &Head, x: &[Vec<f32>]) -> Vec<usize> {
+    x.iter().map(|e| argmax(&head.predict(e))).collect()
+}
+
+fn data_info(
+    args: &TrainHeadArgs,
+    train: &Dataset,
+    eval: Option<&Dataset>,
+    labels: &[String],
+    (ty, vy, ey): (&[usize], &[usize], Option<&[usize]>),
+) -> DataInfo {
+    let count = |ys: &[usize], c: usize| ys.iter().filter(|&&y| y == c).count();
+    let file = |d: &Dataset| DataFile {
+        path: d.path.display().to_string(),
+        sha256: d.sha256.clone(),
+        rows: d.texts.len(),
+    };
+    DataInfo {
+        train: Some(file(train)),
+        eval: eval.map(file),
+        text_field: args.text_field.clone(),
+        label_field: args.label_field.clone(),
+        split: SplitInfo {
+            method: data::SPLIT_METHOD.into(),
+            seed: args.seed,
+            val_fraction: args.val_fraction,
+            train_rows: ty.len(),
+            val_rows: vy.len(),
+        },
+        label_counts: labels
+            .iter()
+            .enumerate()
+            .map(|(c, label)| LabelCount {
+                label: label.clone(),
+                train: count(ty, c),
+                val: count(vy, c),
+                eval: ey.map(|ey| count(ey, c)),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_specs_parse() {
+        assert_eq!(parse_hidden("0").unwrap(), vec![Vec::<usize>::new()]);
+        assert_eq!(
+            parse_hidden("0, 256,256x64").unwrap(),
+            vec![vec![], vec![256], vec![256, 64]]
+        );
+        assert!(parse_hidden("0x5").is_err());
+        assert!(parse_hidden("abc").is_err());
+    }
+
+    #[test]
+    fn balanced_weights_even_out_the_classes() {
+        let w = class_weights(ClassWeights::Balanced, &[0, 0, 0, 1], 2);
+        assert_eq!(w, vec![4.0 / 6.0, 2.0]);
+        // Each class then contributes the same total weight.
+        assert!((3.0 * w[0] - w[1]).abs() < 1e-6);
+    }
+}
