@@ -65,6 +65,8 @@ impl NatsServer {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Ok(server);
             }
+            // Real time: nats-server is a child process on the wall clock;
+            // this is the poll interval of a bounded wait for its port.
             std::thread::sleep(Duration::from_millis(20));
         }
         Err(NatsServerError::NotListening(port))
