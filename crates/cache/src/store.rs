@@ -195,7 +195,7 @@ impl Store {
         std::thread::Builder::new()
             .name("routemesh-cache-store".into())
             .spawn(move || {
-                let opened = sled::open(&thread_path).and_then(|db| {
+                let opened = open_db(&thread_path).and_then(|db| {
                     let tree = db.open_tree(TREE)?;
                     let next = next_id(&tree)?;
                     Ok((db, tree, next))
@@ -259,6 +259,31 @@ impl Store {
     fn send(&self, op: Op) {
         if self.tx.send(op).is_err() {
             tracing::debug!("cache: store closed; operation dropped");
+        }
+    }
+}
+
+/// How long an open waits for the directory's lock to be let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens the database, waiting up to [`LOCK_WAIT`] for its lock: sled lets
+/// go of the lock only when its background threads have dropped their
+/// handles, a moment after a close, so a cache restarted in the same
+/// process at once could find its own lock still held. Another process
+/// holding it still fails, after the wait, with sled's error.
+fn open_db(path: &std::path::Path) -> sled::Result<sled::Db> {
+    let until = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::open(path) {
+            // sled reports the lock as an `Other` IO error with this text.
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock")
+                    && std::time::Instant::now() < until =>
+            {
+                // Real time: a blocking IO thread waiting on a file lock.
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
         }
     }
 }

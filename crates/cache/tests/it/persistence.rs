@@ -106,3 +106,23 @@ async fn an_unopenable_store_names_its_path() {
     .expect_err("a file in the way");
     assert!(err.to_string().contains("not-a-dir"), "{err}");
 }
+
+/// Regression: a cache restarted in the same process right after its
+/// shutdown could find sled's lock on its own directory still held (sled
+/// lets go only when its background threads are done); the open now waits
+/// for the lock a moment. A store another cache still holds is refused.
+#[tokio::test]
+async fn a_restart_waits_for_the_lock_but_a_held_store_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for _ in 0..5 {
+        let cache = Cache::start(stored(&dir)).await.expect("start");
+        cache.insert(insert(&scope("acme"), 1, None, "x"));
+        cache.shutdown().await;
+    }
+    let held = Cache::start(stored(&dir)).await.expect("start");
+    let err = Cache::start(stored(&dir))
+        .await
+        .expect_err("the store is held by another cache");
+    assert!(err.to_string().contains("could not acquire lock"), "{err}");
+    held.shutdown().await;
+}
