@@ -23,6 +23,7 @@ use routemesh_common::wire::{self, OutcomeEvent};
 use routemesh_decision::Learner;
 use routemesh_decision::store::StoreError;
 
+use crate::auth::Tenant;
 use crate::telemetry::{
     FEEDBACK_REMEMBERED, OUTCOME_ERRORS_TOTAL, OUTCOMES_APPLIED_TOTAL, OUTCOMES_TOTAL,
 };
@@ -70,6 +71,8 @@ pub struct RoutedRequest {
 
 #[derive(Debug)]
 struct Remembered {
+    /// Who sent it: only the same tenant may rate it.
+    tenant: Tenant,
     routed: RoutedRequest,
     at: Instant,
     rated: bool,
@@ -110,10 +113,11 @@ impl Memory {
         }
     }
 
-    fn insert(&mut self, id: &str, routed: RoutedRequest, now: Instant) {
+    fn insert(&mut self, id: &str, tenant: Tenant, routed: RoutedRequest, now: Instant) {
         self.by_id.insert(
             id.to_owned(),
             Remembered {
+                tenant,
                 routed,
                 at: now,
                 rated: false,
@@ -123,10 +127,16 @@ impl Memory {
         self.expire(now);
     }
 
-    /// Marks the request rated and returns it.
-    fn rate(&mut self, id: &str, now: Instant) -> Result<RoutedRequest, FeedbackError> {
+    /// Marks the request rated and returns it. Another tenant's request is
+    /// unknown to `tenant` (the answer does not tell it exists).
+    fn rate(
+        &mut self,
+        id: &str,
+        tenant: &Tenant,
+        now: Instant,
+    ) -> Result<RoutedRequest, FeedbackError> {
         self.expire(now);
-        let Some(r) = self.by_id.get_mut(id) else {
+        let Some(r) = self.by_id.get_mut(id).filter(|r| r.tenant == *tenant) else {
             return Err(FeedbackError::Unknown(id.to_owned()));
         };
         if r.rated {
@@ -218,28 +228,30 @@ impl Learning {
         }))
     }
 
-    /// Remembers a routed request for feedback.
-    pub fn remember(&self, request_id: &str, decision: &str, model: &str) {
+    /// Remembers a routed request, sent by `tenant`, for feedback.
+    pub fn remember(&self, request_id: &str, tenant: &Tenant, decision: &str, model: &str) {
         let routed = RoutedRequest {
             decision: decision.to_owned(),
             model: model.to_owned(),
         };
         let mut m = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
-        m.insert(request_id, routed, now());
+        m.insert(request_id, tenant.clone(), routed, now());
         metrics::gauge!(FEEDBACK_REMEMBERED).set(m.len() as f64);
     }
 
-    /// Explicit feedback: a reward in [0, 1] for a remembered request.
+    /// Explicit feedback from `tenant`: a reward in [0, 1] for a request it
+    /// sent that is remembered.
     pub async fn feedback(
         &self,
         request_id: &str,
+        tenant: &Tenant,
         reward: f64,
     ) -> Result<RoutedRequest, FeedbackError> {
         let routed = self
             .memory
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .rate(request_id, now())?;
+            .rate(request_id, tenant, now())?;
         let event = OutcomeEvent::new(&routed.decision, &routed.model, Some(reward), "feedback");
         self.report(event)
             .await
@@ -398,6 +410,10 @@ async fn consume_once(
 mod tests {
     use super::*;
 
+    fn acme() -> Tenant {
+        Tenant::from_credential(Some(b"Bearer acme"))
+    }
+
     fn routed(d: &str) -> RoutedRequest {
         RoutedRequest {
             decision: d.into(),
@@ -409,10 +425,32 @@ mod tests {
     fn feedback_finds_a_request_once() {
         let mut m = Memory::new(10, Duration::from_secs(60));
         let t = Instant::now();
-        m.insert("a", routed("math"), t);
-        assert_eq!(m.rate("a", t), Ok(routed("math")));
-        assert_eq!(m.rate("a", t), Err(FeedbackError::AlreadyRated("a".into())));
-        assert_eq!(m.rate("b", t), Err(FeedbackError::Unknown("b".into())));
+        m.insert("a", acme(), routed("math"), t);
+        assert_eq!(m.rate("a", &acme(), t), Ok(routed("math")));
+        assert_eq!(
+            m.rate("a", &acme(), t),
+            Err(FeedbackError::AlreadyRated("a".into()))
+        );
+        assert_eq!(
+            m.rate("b", &acme(), t),
+            Err(FeedbackError::Unknown("b".into()))
+        );
+    }
+
+    /// Regression (issue 16, 8): tenant B could rate tenant A's request
+    /// given its id. Another tenant's request is unknown to it, and stays
+    /// rateable by its own tenant.
+    #[test]
+    fn feedback_across_tenants_is_refused_as_unknown() {
+        let mut m = Memory::new(10, Duration::from_secs(60));
+        let t = Instant::now();
+        m.insert("a", acme(), routed("math"), t);
+        let globex = Tenant::from_credential(Some(b"Bearer globex"));
+        assert_eq!(
+            m.rate("a", &globex, t),
+            Err(FeedbackError::Unknown("a".into()))
+        );
+        assert_eq!(m.rate("a", &acme(), t), Ok(routed("math")));
     }
 
     #[test]
@@ -420,14 +458,17 @@ mod tests {
         let mut m = Memory::new(3, Duration::from_secs(60));
         let t = Instant::now();
         for i in 0..5 {
-            m.insert(&format!("r{i}"), routed("d"), t);
+            m.insert(&format!("r{i}"), acme(), routed("d"), t);
         }
         assert_eq!(m.len(), 3);
-        assert!(matches!(m.rate("r1", t), Err(FeedbackError::Unknown(_))));
-        assert!(m.rate("r4", t).is_ok());
+        assert!(matches!(
+            m.rate("r1", &acme(), t),
+            Err(FeedbackError::Unknown(_))
+        ));
+        assert!(m.rate("r4", &acme(), t).is_ok());
         let later = t + Duration::from_secs(61);
         assert!(matches!(
-            m.rate("r3", later),
+            m.rate("r3", &acme(), later),
             Err(FeedbackError::Unknown(_))
         ));
         assert_eq!(m.len(), 0, "expired entries are dropped");
@@ -452,17 +493,20 @@ learning: { remember: { requests: 100, for: 300ms } }
             Err(e) => panic!("{e}"),
         };
         let learning = Learning::start(&config).await.expect("local learning");
-        learning.remember("early", "learned", "a");
-        learning.remember("late", "learned", "b");
+        learning.remember("early", &acme(), "learned", "a");
+        learning.remember("late", &acme(), "learned", "b");
         tokio::time::advance(Duration::from_millis(300)).await;
         assert_eq!(
-            learning.feedback("early", 1.0).await.map(|r| r.model),
+            learning
+                .feedback("early", &acme(), 1.0)
+                .await
+                .map(|r| r.model),
             Ok("a".to_owned()),
             "at the end of the window"
         );
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(
-            learning.feedback("late", 1.0).await,
+            learning.feedback("late", &acme(), 1.0).await,
             Err(FeedbackError::Unknown("late".into())),
             "past the window"
         );

@@ -70,8 +70,7 @@ pub(super) async fn cache_invalidate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let layer = layer(&state)?;
-    let body =
-        body.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}"), None))?;
+    let body = super::read_body(&state, body)?;
     let usage = "expected {\"tenant\": ..., \"decision\": ..., \"model\": ...} with at least one \
                  field (POST /admin/cache/flush removes everything)";
     let req: InvalidateRequest = serde_json::from_slice(&body)

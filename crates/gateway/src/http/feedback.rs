@@ -1,14 +1,15 @@
 //! `POST /v1/feedback`: a client rates a routed answer; `GET
 //! /admin/learning`: what the learner knows.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::openai::ApiError;
+use crate::auth::Tenant;
 use crate::state::AppState;
 
 /// `{"request_id": "...", "reward": 0.8}` or `{"request_id": "...", "reward": "up"}`.
@@ -46,10 +47,10 @@ impl Reward {
 
 pub(super) async fn feedback(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body =
-        body.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}"), None))?;
+    let body = super::read_body(&state, body)?;
     let req: FeedbackRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             format!(
@@ -59,7 +60,10 @@ pub(super) async fn feedback(
         )
     })?;
     let reward = req.reward.value()?;
-    let routed = state.learning.feedback(&req.request_id, reward).await?;
+    let routed = state
+        .learning
+        .feedback(&req.request_id, &tenant, reward)
+        .await?;
     Ok(Json(json!({
         "object": "feedback",
         "request_id": req.request_id,

@@ -15,6 +15,7 @@ use super::outcome::{Outcomes, Watch};
 use super::plan::{self, Forward, RoutePlan, Target};
 use super::record::{CacheTrace, Record};
 use super::request::{AnswerFormat, Payload, Request};
+use crate::auth::Tenant;
 use crate::cache::{Consulted, Fill, ScopeNames};
 use crate::state::AppState;
 use crate::telemetry::UPSTREAM_FALLBACKS_TOTAL;
@@ -38,6 +39,8 @@ pub struct Forwarding {
     payload: Box<dyn Payload>,
     /// The client's headers.
     headers: HeaderMap,
+    /// Who sent it (feedback on the answer is theirs to give).
+    tenant: Tenant,
     forward: Forward,
     decision: String,
     /// Where the outcome goes; `None` for passthrough.
@@ -160,7 +163,9 @@ pub async fn prepare(
     if let Some(o) = &learn {
         // A cached answer came from this same model (the model is part of
         // the cache scope), so feedback on it teaches the right arm.
-        state.learning.remember(record.id(), &o.decision, &o.model);
+        state
+            .learning
+            .remember(record.id(), &tenant, &o.decision, &o.model);
     }
 
     // The cache: answer from it, or note what to store.
@@ -203,6 +208,7 @@ pub async fn prepare(
     Ok(Prepared::Forward(Box::new(Forwarding {
         payload,
         headers,
+        tenant,
         forward,
         decision: plan.decision,
         learn,
@@ -225,6 +231,7 @@ pub async fn forward(
     let Forwarding {
         payload,
         headers,
+        tenant,
         forward,
         decision,
         learn,
@@ -300,7 +307,9 @@ pub async fn forward(
         let name = &state.config.model(answered_by).name;
         learn = learn.map(|o| o.for_model(name));
         if let Some(o) = &learn {
-            state.learning.remember(record.id(), &o.decision, &o.model);
+            state
+                .learning
+                .remember(record.id(), &tenant, &o.decision, &o.model);
         }
     }
     let mut watch = Watch::new(learn, fill, format);

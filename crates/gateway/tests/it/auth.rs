@@ -257,6 +257,48 @@ async fn keys_of_one_tenant_share_cache_hits_and_other_tenants_never_do() -> Res
     Ok(())
 }
 
+/// Regression (issue 16, 8): tenant B could rate tenant A's request given
+/// its id. Another tenant's feedback is a 404 (the request is unknown to
+/// it); any key of the request's own tenant may rate it.
+#[tokio::test]
+async fn feedback_across_tenants_is_refused() -> Result<()> {
+    let fake = Fake::serving("a", "model-a").await?;
+    let dir = tempfile::tempdir()?;
+    let gw = guarded(&fake, &dir).await?;
+    let resp = ask(&gw, Some(ACME_ENV), "Which tenant am I?").await?;
+    ensure!(resp.status() == 200, "status {}", resp.status());
+    let id = header(&resp, "x-routemesh-request-id");
+    let rate = |key: &'static str| {
+        let body = json!({ "request_id": id, "reward": "up" }).to_string();
+        let gw = &gw;
+        async move {
+            send(
+                gw,
+                reqwest::Method::POST,
+                "/v1/feedback",
+                Some(key),
+                &[],
+                Some(body),
+            )
+            .await
+        }
+    };
+    error(
+        rate(GLOBEX).await?,
+        404,
+        "invalid_request_error",
+        "request_not_found",
+    )
+    .await?;
+    let resp = rate(ACME_FILE).await?;
+    ensure!(
+        resp.status() == 200,
+        "acme's other key: {}",
+        resp.text().await?
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn spoofed_routemesh_headers_have_no_effect_and_never_reach_the_upstream() -> Result<()> {
     let fake = Fake::serving("a", "model-a").await?;

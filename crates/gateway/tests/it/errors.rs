@@ -187,3 +187,25 @@ async fn upstream_errors_are_relayed_with_their_status_and_body() -> Result<()> 
     );
     Ok(())
 }
+
+/// Regression (issue 16, 6): `/v1/feedback` and `/admin/cache/invalidate`
+/// answered a body over `server.max_body_bytes` with 400 `invalid_request`
+/// while chat and the dry run answered 413; every endpoint that reads a
+/// body now refuses it alike.
+#[tokio::test]
+async fn bodies_over_the_limit_are_413_on_every_endpoint_that_reads_one() -> Result<()> {
+    let fakes = Fakes::start().await?;
+    let config = format!(
+        "{}\ncache: {{}}\n",
+        fakes
+            .example_config()?
+            .replace("max_body_bytes: 1048576", "max_body_bytes: 4096")
+    );
+    let gw = Gateway::start(&config).await?;
+    let big = format!(r#"{{"request_id":"{}","reward":1}}"#, "x".repeat(10_000));
+    for path in ["/v1/feedback", "/admin/cache/invalidate", "/v1/chat/completions"] {
+        let e = error(gw.post(path, big.clone()).await?, 413).await?;
+        assert_eq!(e["code"], "request_too_large", "{path}: {e}");
+    }
+    Ok(())
+}
