@@ -203,7 +203,11 @@ async fn bodies_over_the_limit_are_413_on_every_endpoint_that_reads_one() -> Res
     );
     let gw = Gateway::start(&config).await?;
     let big = format!(r#"{{"request_id":"{}","reward":1}}"#, "x".repeat(10_000));
-    for path in ["/v1/feedback", "/admin/cache/invalidate", "/v1/chat/completions"] {
+    for path in [
+        "/v1/feedback",
+        "/admin/cache/invalidate",
+        "/v1/chat/completions",
+    ] {
         let e = error(gw.post(path, big.clone()).await?, 413).await?;
         assert_eq!(e["code"], "request_too_large", "{path}: {e}");
     }
