@@ -244,8 +244,8 @@ pub async fn forward(
         ..Candidate::new(forward.model)
     };
     let started = Instant::now();
-    let upstream_started = tokio::time::Instant::now();
     let mut last = None;
+    let mut asked = None;
     let mut answered = None;
     for (n, c) in std::iter::once(chosen)
         .chain(forward.fallbacks.iter().copied())
@@ -262,21 +262,22 @@ pub async fn forward(
                 "falling back to the next candidate model"
             );
         }
-        record.set_model(&m.name);
         let out = Outgoing {
             body: encode(payload.as_ref(), m, c.reasoning, state)?,
             headers: headers.clone(),
         };
-        match state
-            .upstreams
-            .forward(m.upstream, &out, upstream_started)
-            .await
-        {
+        // Each candidate has its upstream's whole `total` timeout: one that
+        // used all of its own leaves the next one time to answer.
+        let tried = tokio::time::Instant::now();
+        match state.upstreams.forward(m.upstream, &out, tried).await {
             Ok(answer) => {
                 answered = Some((c.model, answer));
                 break;
             }
+            // Ejected by its breakers: not asked, so not blamed.
+            Err(failure @ Failure::NotAsked(_)) => last = Some(failure),
             Err(failure) => {
+                asked = Some(c.model);
                 if let Some(o) = &learn {
                     o.for_model(&m.name).failed("upstream_error");
                 }
@@ -285,6 +286,9 @@ pub async fn forward(
         }
     }
     record.stage("upstream", started.elapsed());
+    // The model that answered, else the last one asked (else the choice).
+    let named = answered.as_ref().map(|(m, _)| *m).or(asked);
+    record.set_model(&state.config.model(named.unwrap_or(forward.model)).name);
     let Some((answered_by, reply)) = answered else {
         return match last {
             Some(Failure::Status {
@@ -296,7 +300,7 @@ pub async fn forward(
                 headers: headers::relayed(headers),
                 body: Box::pin(futures_util::stream::iter([Ok(body)])),
             })),
-            Some(Failure::Error(e)) => Err(e.into()),
+            Some(Failure::Error(e) | Failure::NotAsked(e)) => Err(e.into()),
             None => Err(Refusal::NoCandidate),
         };
     };

@@ -89,8 +89,11 @@ impl std::fmt::Debug for Reply {
 /// Every attempt on an upstream failed; the last one's result.
 #[derive(Debug)]
 pub enum Failure {
-    /// No response: unreachable, timed out, or every endpoint ejected.
+    /// No response: unreachable or timed out.
     Error(UpstreamError),
+    /// No endpoint was asked: every one is ejected by its circuit breaker
+    /// (the failures that opened them were already counted).
+    NotAsked(UpstreamError),
     /// A retriable status (429, 502, 503, 504) with its body (up to 64 KiB).
     Status {
         status: StatusCode,
@@ -186,8 +189,8 @@ impl UpstreamPool {
 
     /// POSTs a chat-completions request to upstream `id`, retrying as its
     /// config says, until a response's first body byte arrives. `started`
-    /// is when forwarding began: the upstream's total timeout counts from
-    /// it, and bounds the returned body too.
+    /// is when forwarding to this upstream began: its total timeout counts
+    /// from it, and bounds the returned body too.
     pub async fn forward(
         &self,
         id: UpstreamId,
@@ -205,7 +208,7 @@ impl UpstreamPool {
                 attempts_counter(&u.name, "breaker_open");
                 tracing::info!(upstream = %u.name, attempt, "every endpoint is ejected by its circuit breaker");
                 return Err(last.unwrap_or_else(|| {
-                    Failure::Error(UpstreamError::Unreachable {
+                    Failure::NotAsked(UpstreamError::Unreachable {
                         upstream: u.name.clone(),
                         detail: "every endpoint is ejected by its circuit breaker".into(),
                     })

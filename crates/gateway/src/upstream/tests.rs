@@ -89,7 +89,7 @@ async fn with_every_endpoint_ejected_forward_gives_up_without_waiting() {
     let started = Instant::now();
     let failed = pool.forward(UpstreamId(0), &out, started).await;
     assert!(
-        matches!(&failed, Err(Failure::Error(UpstreamError::Unreachable { detail, .. })) if detail.contains("ejected")),
+        matches!(&failed, Err(Failure::NotAsked(UpstreamError::Unreachable { detail, .. })) if detail.contains("ejected")),
         "{failed:?}"
     );
     assert_eq!(Instant::now(), started, "no attempt, no backoff");

@@ -392,3 +392,72 @@ async fn the_old_timeout_key_and_new_keys_load() -> Result<()> {
     resp.json::<Value>().await.context("a JSON answer")?;
     Ok(())
 }
+
+/// Regression (issue 16, 4): with the chosen model's upstream using all of
+/// its `total` timeout, the fallback shared that deadline, was never
+/// contacted, and the request ended in 504 naming the fallback (which the
+/// learner then blamed). Each candidate now has its own `total`: the
+/// fallback answers, and only the model that was asked is blamed.
+#[tokio::test]
+async fn the_fallback_gets_time_of_its_own_and_only_an_asked_model_is_blamed() -> Result<()> {
+    let slow = Fake::start(FakeConfig {
+        name: "slow".into(),
+        latency: Duration::from_secs(5),
+        ..FakeConfig::default()
+    })
+    .await?;
+    let b = Fake::serving("b", "model-b").await?;
+    let text = config(
+        &format!(
+            "  - {{ name: slow, base_url: \"{}/v1\", timeouts: {{ first_byte: 200ms, total: 500ms }}, {} }}\n  \
+             - {{ name: b, base_url: \"{}/v1\", timeouts: {{ first_byte: 200ms, total: 500ms }} }}",
+            slow.base,
+            fast_retries(2),
+            b.base
+        ),
+        "  - { name: model-a, upstream: slow }\n  - { name: model-b, upstream: b }",
+        "[model-a, model-b]",
+    );
+    let gw = Gateway::start(&text).await?;
+    let resp = gw
+        .post("/v1/chat/completions", chat("auto", "fallme please"))
+        .await?;
+    assert_eq!(resp.status(), 200, "the fallback answered");
+    assert_eq!(header(&resp, "x-routemesh-model"), "model-b");
+    assert!(
+        slow.requests().await? >= 2,
+        "the chosen model was asked first"
+    );
+    assert_eq!(b.requests().await?, 1, "the fallback was asked once");
+    // Outcomes are applied off the response path: wait for the blame.
+    let arm = |v: &Value, model: &str| {
+        v["arms"].as_array().and_then(|arms| {
+            arms.iter()
+                .find(|a| a["decision"] == "falling" && a["model"] == model)
+                .map(|a| (a["beta"].as_f64(), a["rewards"].as_u64()))
+        })
+    };
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    let learning = loop {
+        let v = gw.get_json("/admin/learning").await?;
+        if arm(&v, "model-a").is_some_and(|(_, n)| n == Some(1)) {
+            break v;
+        }
+        if tokio::time::Instant::now() > until {
+            bail!("the chosen model's failure was not learned: {v}");
+        }
+        // Real: polling the gateway process until the outcome is applied.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        arm(&learning, "model-a"),
+        Some((Some(2.0), Some(1))),
+        "the chosen model failed: a reward of 0 ({learning})"
+    );
+    assert_eq!(
+        arm(&learning, "model-b").map(|(beta, _)| beta),
+        Some(Some(1.0)),
+        "the fallback answered and is not blamed ({learning})"
+    );
+    Ok(())
+}
