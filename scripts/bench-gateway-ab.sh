@@ -27,6 +27,8 @@ mkdir -p "$logs" "$reports"
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench-gateway-ab.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib/bench-fakes.sh
+. "$root/scripts/lib/bench-fakes.sh"
 
 [[ $# -ge 1 ]] || die "usage: scripts/bench-gateway-ab.sh BASELINE_ROUTEMESH_BIN [B_ROUTEMESH_BIN] [bench-gateway flags...]"
 a_bin=$1
@@ -39,7 +41,6 @@ fi
 [[ -x $a_bin ]] || die "baseline gateway binary $a_bin is not an executable"
 command -v curl >/dev/null || die "curl is needed to poll the gateways' /readyz"
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in 9101 9102 9103 8080 8081; do
     port_in_use "$p" && die "port $p is already in use (a demo or an earlier run still going?); stop it first"
 done
@@ -49,34 +50,6 @@ if [[ ! -x target/release/bench-gateway || ! -x target/release/fake-upstream || 
     cargo build --release -p routemesh-gateway -p routemesh-loadtest --bins
 fi
 scripts/fetch-model.sh
-
-pids=()
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if ((${#pids[@]})); then
-        kill "${pids[@]}" 2>/dev/null || true
-        wait "${pids[@]}" 2>/dev/null || true
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-start_fake() {
-    local port=$1 name=$2 model=$3 log="$logs/fake-$2.log"
-    target/release/fake-upstream --listen "127.0.0.1:$port" --name "$name" \
-        --served-model "$model" --latency 0ms >"$log" 2>&1 &
-    local pid=$!
-    pids+=("$pid")
-    for _ in $(seq 1 100); do
-        grep -q '^fake-upstream listening on ' "$log" && return 0
-        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "fake upstream $name exited"; }
-        sleep 0.1
-    done
-    die "fake upstream $name did not start within 10 s (log: $log)"
-}
 
 start_gateway() {
     local name=$1 bin=$2 port=$3

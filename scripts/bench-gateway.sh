@@ -29,6 +29,8 @@ mkdir -p "$logs" "$reports"
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench-gateway.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib/bench-fakes.sh
+. "$root/scripts/lib/bench-fakes.sh"
 
 command -v curl >/dev/null || die "curl is needed to poll the gateway's /readyz"
 
@@ -36,7 +38,6 @@ external=${BENCH_GATEWAY_URL:-}
 gateway_url=${external:-http://127.0.0.1:8080}
 gateway_url=${gateway_url%/}
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ports=(9101 9102 9103)
 if [[ -z $external ]]; then ports+=(8080); fi
 for p in "${ports[@]}"; do
@@ -44,20 +45,6 @@ for p in "${ports[@]}"; do
         die "port $p is already in use (a demo or an earlier run still going?); stop it first"
     fi
 done
-
-pids=()
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if ((${#pids[@]})); then
-        kill "${pids[@]}" 2>/dev/null || true
-        wait "${pids[@]}" 2>/dev/null || true
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     if [[ -z $external ]]; then
@@ -72,21 +59,6 @@ if [[ -z $external ]]; then
     say "fetching the encoder model"
     scripts/fetch-model.sh
 fi
-
-# start_fake PORT NAME MODEL: a fake upstream, waiting until it has bound its port.
-start_fake() {
-    local port=$1 name=$2 model=$3 log="$logs/fake-$2.log"
-    target/release/fake-upstream --listen "127.0.0.1:$port" --name "$name" \
-        --served-model "$model" --latency 0ms >"$log" 2>&1 &
-    local pid=$!
-    pids+=("$pid")
-    for _ in $(seq 1 100); do
-        grep -q '^fake-upstream listening on ' "$log" && return 0
-        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "fake upstream $name exited"; }
-        sleep 0.1
-    done
-    die "fake upstream $name did not start within 10 s (log: $log)"
-}
 
 say "starting three fake upstreams (test fixtures, not models) on 9101-9103"
 start_fake 9101 math qwen-math-7b

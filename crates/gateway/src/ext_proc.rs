@@ -194,7 +194,7 @@ impl Exchange {
     /// The reply to one message (response bodies: [`Self::response_body`]).
     async fn handle(&mut self, message: Message) -> ProcessingResponse {
         match message {
-            Message::RequestHeaders(h) => self.request_headers(&h).await,
+            Message::RequestHeaders(h) => self.request_headers(&h),
             Message::RequestBody(b) => self.request_body(b).await,
             Message::ResponseHeaders(h) => self.response_headers(&h),
             Message::ResponseBody(b) => {
@@ -214,7 +214,7 @@ impl Exchange {
         }
     }
 
-    async fn request_headers(&mut self, h: &HttpHeaders) -> ProcessingResponse {
+    fn request_headers(&mut self, h: &HttpHeaders) -> ProcessingResponse {
         let (pseudo, mut headers) = read_headers(h);
         // The client's `x-routemesh-*` headers never reach the upstream.
         let spoofed: Vec<String> = headers::strip_internal(&mut headers)

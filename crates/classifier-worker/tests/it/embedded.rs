@@ -207,7 +207,8 @@ async fn a_full_queue_is_refused_and_an_expired_job_is_not_run() -> Result<()> {
     let until = Instant::now() + Duration::from_secs(10);
     while batcher.queued() < 1 {
         assert!(Instant::now() < until, "the second job was never queued");
-        // Real: the queue belongs to replica threads, off tokio's clock.
+        // Real time: the queue is drained by replica OS threads on
+        // `std` time, which tokio's paused time cannot move.
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let refused = batcher.embed(vec!["third".into()], None).await;

@@ -29,9 +29,7 @@ use crate::classify::ClassifyFailure;
 use crate::telemetry::Outcome;
 use crate::upstream::UpstreamError;
 
-pub use plan::{
-    EmbeddingInfo, Forward, PASSTHROUGH, RoutePlan, Routed, Target, estimated_prompt_tokens,
-};
+pub use plan::{EmbeddingInfo, Forward, PASSTHROUGH, RoutePlan, Routed, Target};
 pub use record::{CacheTrace, Record};
 pub use request::{AnswerFormat, EncodeError, Payload, Request};
 pub use route::{Answer, Forwarding, Prepared, Relay, dry_run, forward, prepare, run};

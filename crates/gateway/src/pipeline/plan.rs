@@ -95,7 +95,7 @@ impl Forward {
 /// Prompt tokens as the cost model counts them: ceil(bytes / 4), the usual
 /// rule of thumb for English text with BPE tokenizers (the encoder's own
 /// count stops at its truncation limit).
-pub fn estimated_prompt_tokens(prompt: &str) -> u32 {
+fn estimated_prompt_tokens(prompt: &str) -> u32 {
     u32::try_from(prompt.len().div_ceil(4)).unwrap_or(u32::MAX)
 }
 

@@ -32,9 +32,6 @@ pub struct Request {
 /// and how it goes upstream. Fields the router does not read travel
 /// untouched.
 pub trait Payload: fmt::Debug + Send + Sync {
-    /// A copy (each candidate model gets its own encoding of the edits).
-    fn clone_box(&self) -> Box<dyn Payload>;
-
     /// Rewrites every message text for which `f` returns a replacement;
     /// returns the sum of the counts `f` reported.
     fn redact(&mut self, f: &mut dyn FnMut(&str) -> Option<(String, usize)>) -> usize;

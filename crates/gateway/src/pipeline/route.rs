@@ -117,7 +117,8 @@ pub async fn run(state: &AppState, req: Request, record: &mut Record) -> Result<
     }
 }
 
-/// Plans a request and records the plan, nothing more (the dry run).
+/// Plans a request and records the plan, nothing more (the dry run, and
+/// the first step of [`prepare`]).
 pub async fn dry_run(
     state: &AppState,
     req: &Request,

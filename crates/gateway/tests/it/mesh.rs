@@ -105,7 +105,8 @@ async fn two_workers_in_a_pool_share_the_load_and_the_service_lists_them() -> Re
 async fn wait_for_answers(count: &AtomicUsize, n: usize, limit: Duration) {
     let until = tokio::time::Instant::now() + limit;
     while count.load(Ordering::Relaxed) < n && tokio::time::Instant::now() < until {
-        // Real: polling processes that run on the wall clock.
+        // Real time: the gateway, the workers and nats-server are child
+        // processes on the wall clock, which paused time cannot move.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

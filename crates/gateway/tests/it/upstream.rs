@@ -446,7 +446,8 @@ async fn the_fallback_gets_time_of_its_own_and_only_an_asked_model_is_blamed() -
         if tokio::time::Instant::now() > until {
             bail!("the chosen model's failure was not learned: {v}");
         }
-        // Real: polling the gateway process until the outcome is applied.
+        // Real time: the gateway is a child process on the wall clock,
+        // which tokio's paused time in this test cannot move.
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(

@@ -42,7 +42,8 @@ impl ChatRequest {
             tenant,
             headers,
             model: std::mem::take(&mut self.model),
-            prompt: self.prompt.clone(),
+            // The codec keeps where the prompt is, not a copy of it.
+            prompt: std::mem::take(&mut self.prompt),
             payload: Box::new(self),
         }
     }
@@ -266,10 +267,6 @@ fn finish(view: ChatView, body: Map<String, Value>) -> Result<ChatRequest, ApiEr
 }
 
 impl Payload for ChatRequest {
-    fn clone_box(&self) -> Box<dyn Payload> {
-        Box::new(self.clone())
-    }
-
     fn redact(&mut self, f: &mut dyn FnMut(&str) -> Option<(String, usize)>) -> usize {
         self.redact_text(f)
     }
