@@ -25,6 +25,7 @@ pub mod config_file;
 pub mod ext_proc;
 pub mod http;
 pub mod learning;
+pub mod listener;
 pub mod pipeline;
 pub mod reload;
 pub mod server;

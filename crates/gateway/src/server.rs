@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt as _;
 use routemesh_common::Config;
 use routemesh_common::config::Transport;
 use routemesh_runtime::nats;
@@ -83,12 +82,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr()?;
-    // Streamed chunks go out as they come: no Nagle delay on small writes.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
+    let limits = crate::listener::Limits::from_config(&config.server);
     announce(&format!("routemesh listening on http://{local}"));
     tracing::info!(%local, "listening; preparing the classifier");
 
@@ -140,7 +134,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
         }
         let _ = stopping_tx.send(Some(tokio::time::Instant::now()));
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let server = crate::listener::serve(listener, app, limits, shutdown);
     // Requests in flight get `drain_timeout` after the signal, then are cut.
     let drain_limit = async move {
         if draining_rx.await.is_ok() {
@@ -150,7 +144,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
         }
     };
     tokio::select! {
-        served = server.into_future() => served?,
+        () = server => {}
         () = drain_limit => {
             tracing::warn!(drain_timeout = ?options.drain_timeout, "requests still in flight at the drain timeout were cut off");
         }

@@ -97,6 +97,19 @@ pub const UPSTREAM_ENDPOINT_OPEN: &str = "routemesh_upstream_endpoint_open";
 /// every attempt on the previous one failed, by `decision` (counter;
 /// emitted by [`crate::pipeline`]).
 pub const UPSTREAM_FALLBACKS_TOTAL: &str = "routemesh_upstream_fallbacks_total";
+/// Client connections open on the HTTP listener (gauge; emitted by
+/// [`crate::listener`]).
+pub const HTTP_CONNECTIONS: &str = "routemesh_http_connections";
+/// Client connections the HTTP listener closed on its own, by `reason`:
+/// `idle` (no request within `server.timeouts.idle`), `header_read` (a head
+/// not complete within `server.timeouts.header_read`), `evicted` (closed,
+/// idle or still sending, to admit a new connection at
+/// `server.max_connections`), `shed` (refused with a 503: every connection
+/// busy) (counter; emitted by [`crate::listener`]).
+pub const HTTP_CONNECTIONS_CLOSED_TOTAL: &str = "routemesh_http_connections_closed_total";
+/// Malformed requests hyper refused before any handler (400, 414, 431),
+/// by `status` (counter; emitted by [`crate::listener`]).
+pub const HTTP_MALFORMED_TOTAL: &str = "routemesh_http_malformed_total";
 
 /// How a chat-completion request ended: the `outcome` label of
 /// [`REQUESTS_TOTAL`].

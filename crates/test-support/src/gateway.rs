@@ -264,11 +264,31 @@ impl Gateway {
 
     /// With environment variables and extra `serve` arguments.
     pub async fn start_with(config: &str, env: &[(&str, &str)], args: &[&str]) -> Result<Self> {
+        Self::spawn(Command::new(gateway_bin()?), config, env, args).await
+    }
+
+    /// Under an open-file limit of `files` (soft and hard, as `ulimit -n`
+    /// sets it), so the gateway cannot raise it.
+    pub async fn start_with_file_limit(config: &str, files: u32) -> Result<Self> {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(gateway_bin()?);
+        Self::spawn(command, config, &[], &[]).await
+    }
+
+    async fn spawn(
+        mut command: Command,
+        config: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("routemesh.yaml");
         std::fs::write(&path, config)?;
         let log = dir.path().join("gateway.log");
-        let mut child = Command::new(gateway_bin()?)
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&path)
             .args(args)

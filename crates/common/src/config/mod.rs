@@ -125,6 +125,34 @@ pub struct ServerConfig {
     /// A longer prompt (last user message, in characters) is refused with
     /// 400 `context_length_exceeded`; `None`: only the body limit applies.
     pub max_prompt_chars: Option<usize>,
+    /// Most client connections held open at once; `None`: `auto`, derived
+    /// at start from the process's open-file limit.
+    pub max_connections: Option<usize>,
+    pub timeouts: ServerTimeouts,
+}
+
+/// `server.timeouts:` — how long a client may take. A connection that
+/// misses one is closed (a body that misses `body_read` gets a 408 first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerTimeouts {
+    /// From a request's first byte until its whole head (request line and
+    /// headers) has arrived.
+    pub header_read: Duration,
+    /// From the end of the head until the whole body has arrived.
+    pub body_read: Duration,
+    /// How long a connection may wait for its next request with nothing in
+    /// flight (a new connection, for its first byte).
+    pub idle: Duration,
+}
+
+impl Default for ServerTimeouts {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(10),
+            body_read: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `auth:` — where the API keys and the admin token come from. Only names

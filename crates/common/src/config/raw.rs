@@ -18,6 +18,18 @@ pub(crate) struct RawServer {
     pub(crate) listen: Option<String>,
     pub(crate) max_body_bytes: Option<u64>,
     pub(crate) max_prompt_chars: Option<u64>,
+    /// A number or `auto`.
+    pub(crate) max_connections: Option<Value>,
+    pub(crate) timeouts: Option<RawServerTimeouts>,
+}
+
+/// `server.timeouts:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServerTimeouts {
+    pub(crate) header_read: Option<String>,
+    pub(crate) body_read: Option<String>,
+    pub(crate) idle: Option<String>,
 }
 
 /// `auth:`

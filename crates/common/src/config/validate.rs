@@ -21,8 +21,8 @@ use super::raw::{
 use super::{
     ClassifierConfig, ClassifierDef, Config, ConfigError, ConfigErrors, EncoderConfig, KeywordRule,
     LabelRef, LearningConfig, LearningShare, ModelConfig, ModelCost, ModelId, NatsConfig,
-    OnUnavailable, RouteConfig, RouterConfig, ServerConfig, SignalsConfig, Transport,
-    UpstreamConfig, UpstreamId,
+    OnUnavailable, RouteConfig, RouterConfig, ServerConfig, ServerTimeouts, SignalsConfig,
+    Transport, UpstreamConfig, UpstreamId,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -329,11 +329,53 @@ impl Validator {
             );
         }
         let max_prompt_chars = self.max_prompt_chars(raw.max_prompt_chars);
+        let max_connections = self.max_connections(raw.max_connections);
+        let t = raw.timeouts.unwrap_or_default();
+        let d = ServerTimeouts::default();
+        let timeouts = ServerTimeouts {
+            header_read: self
+                .duration(t.header_read.as_deref(), "server.timeouts.header_read")
+                .unwrap_or(d.header_read),
+            body_read: self
+                .duration(t.body_read.as_deref(), "server.timeouts.body_read")
+                .unwrap_or(d.body_read),
+            idle: self
+                .duration(t.idle.as_deref(), "server.timeouts.idle")
+                .unwrap_or(d.idle),
+        };
         Some(ServerConfig {
             listen: listen?,
             max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
             max_prompt_chars,
+            max_connections,
+            timeouts,
         })
+    }
+
+    /// `server.max_connections`: a number in 1..=1000000 or `auto`.
+    fn max_connections(&mut self, raw: Option<Value>) -> Option<usize> {
+        const KEY: &str = "server.max_connections";
+        match raw {
+            None => None,
+            Some(Value::String(s)) if s == "auto" => None,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(n @ 1..=1_000_000) => usize::try_from(n).ok(),
+                _ => {
+                    self.error(KEY, format!("{n} is out of range 1..=1000000"));
+                    None
+                }
+            },
+            Some(other) => {
+                self.error(
+                    KEY,
+                    format!(
+                        "`{}`: use a number of connections or `auto`",
+                        serde_yaml_ng::to_string(&other).unwrap_or_default().trim()
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn classifier(

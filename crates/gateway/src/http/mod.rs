@@ -29,8 +29,9 @@ use crate::state::{AppState, Gateway};
 ///
 /// Layers, outermost first: client `x-routemesh-*` headers are stripped;
 /// the request gets its id (so every response carries it, 401 and 403
-/// included); credentials are checked and the tenant set; the body limit;
-/// the handler.
+/// included); credentials are checked and the tenant set; the body is read
+/// whole under the size limit and `server.timeouts.body_read`; the
+/// handler.
 pub fn router(gateway: Arc<Gateway>, auth: Option<Arc<Auth>>) -> Router {
     let limit = gateway.live().config.server.max_body_bytes;
     Router::new()
@@ -47,6 +48,10 @@ pub fn router(gateway: Arc<Gateway>, auth: Option<Arc<Auth>>) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            read_whole_body,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             auth,
             guard::authenticate,
@@ -129,4 +134,46 @@ fn read_body(
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit },
         _ => ApiError::bad_request(format!("cannot read the request body: {rejection}"), None),
     })
+}
+
+/// Reads the request body whole before the handler: at most
+/// `server.max_body_bytes` (else 413) within `server.timeouts.body_read`
+/// (else 408, and the connection is closed). While it reads, the
+/// connection counts as still sending (the listener may evict it at its
+/// connection limit).
+async fn read_whole_body(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use http_body_util::BodyExt as _;
+    let server = &state.config.server;
+    let (parts, body) = request.into_parts();
+    let reading = parts
+        .extensions
+        .get::<crate::listener::ConnHandle>()
+        .map(|c| c.0.reading_body());
+    let limit = server.max_body_bytes;
+    let read = http_body_util::Limited::new(body, limit).collect();
+    let error = match tokio::time::timeout(server.timeouts.body_read, read).await {
+        Ok(Ok(collected)) => {
+            drop(reading);
+            let body = axum::body::Body::from(collected.to_bytes());
+            return next
+                .run(axum::extract::Request::from_parts(parts, body))
+                .await;
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            ApiError::PayloadTooLarge { limit }
+        }
+        Ok(Err(e)) => ApiError::bad_request(format!("cannot read the request body: {e}"), None),
+        Err(_) => ApiError::BodyTimeout(server.timeouts.body_read),
+    };
+    let mut response = error.into_response();
+    // The rest of the body may still be on its way: do not read it.
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    response
 }

@@ -14,6 +14,7 @@ mod ext_proc;
 mod heads;
 mod learning;
 mod lifecycle;
+mod listener;
 mod mesh;
 mod metrics;
 mod openai_client;

@@ -36,6 +36,27 @@ pub enum ApiError {
     Feedback(#[from] FeedbackError),
     #[error("the cache is disabled (set `cache.enabled: true` in the config)")]
     CacheDisabled,
+    /// The body did not arrive within `server.timeouts.body_read`.
+    #[error("the request body did not arrive within {0:?} (server.timeouts.body_read)")]
+    BodyTimeout(std::time::Duration),
+    /// A request hyper could not parse, refused before any handler.
+    #[error("{}", malformed_message(*.0))]
+    Malformed(StatusCode),
+    /// Every connection slot is busy with a request.
+    #[error("the gateway is at its connection limit of {0} (server.max_connections); retry")]
+    AtCapacity(usize),
+}
+
+fn malformed_message(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::URI_TOO_LONG => "the request URI is too long",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            "the request has too many headers or headers too large"
+        }
+        _ => {
+            "malformed HTTP/1.1 request: bad request line, header, Content-Length or Transfer-Encoding"
+        }
+    }
 }
 
 impl ApiError {
@@ -114,6 +135,23 @@ impl ApiError {
                 S::SERVICE_UNAVAILABLE,
                 "service_unavailable",
                 "learning_unavailable",
+            ),
+            Self::BodyTimeout(_) => (
+                S::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "request_timeout",
+            ),
+            Self::Malformed(status) if *status == S::URI_TOO_LONG => {
+                (*status, "invalid_request_error", "uri_too_long")
+            }
+            Self::Malformed(status) if *status == S::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+                (*status, "invalid_request_error", "headers_too_large")
+            }
+            Self::Malformed(_) => (S::BAD_REQUEST, "invalid_request_error", "malformed_request"),
+            Self::AtCapacity(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "too_many_connections",
             ),
         }
     }
