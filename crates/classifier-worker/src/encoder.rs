@@ -20,7 +20,8 @@ use crate::error::EncoderError;
 pub struct Encoded {
     /// One unit-length vector per input text, in input order.
     pub embeddings: Vec<Vec<f32>>,
-    /// Tokens of each text before truncation, special tokens included.
+    /// Tokens of each text before truncation, special tokens included;
+    /// for a text longer than the tokenizer reads, scaled from its head.
     pub token_counts: Vec<usize>,
     /// Which texts were truncated to `max_tokens`.
     pub truncated: Vec<bool>,
@@ -128,17 +129,22 @@ impl Encoder {
             });
         }
         let started = Instant::now();
+        // Only a text's head is embedded: the tokenizer reads no more of it
+        // than `max_tokens` tokens can span, so a huge prompt costs what a
+        // long one does.
+        let read = self.max_tokens.saturating_mul(BYTES_READ_PER_TOKEN);
+        let heads: Vec<&str> = texts.iter().map(|t| head(t, read)).collect();
         let encodings = self
             .tokenizer
-            .encode_batch(texts.to_vec(), true)
+            .encode_batch(heads.clone(), true)
             .map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
         let mut rows: Vec<Vec<u32>> = Vec::with_capacity(texts.len());
         let mut token_counts = Vec::with_capacity(texts.len());
         let mut truncated = Vec::with_capacity(texts.len());
-        for enc in &encodings {
+        for ((enc, text), head) in encodings.iter().zip(texts).zip(&heads) {
             let ids = enc.get_ids();
-            token_counts.push(ids.len());
-            truncated.push(ids.len() > self.max_tokens);
+            token_counts.push(estimated_tokens(ids.len(), head.len(), text.len()));
+            truncated.push(ids.len() > self.max_tokens || head.len() < text.len());
             rows.push(truncate(ids, self.max_tokens));
         }
         let width = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -169,6 +175,35 @@ impl Encoder {
     }
 }
 
+/// Bytes of a text read per token embedded. A WordPiece token spans a few
+/// bytes of ordinary text (about 4–5 in English, 3 in CJK's UTF-8 per
+/// character) and a word longer than 100 characters is one `[UNK]`; 32
+/// bytes per token leaves the first `max_tokens` tokens of any but
+/// whitespace-padded text inside the head read.
+const BYTES_READ_PER_TOKEN: usize = 32;
+
+/// The first `max` bytes of `text`, cut at a character boundary.
+fn head(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The token count of a text whose first `head` bytes of `total` held
+/// `tokens`: exact when the whole text was read, else scaled by length.
+fn estimated_tokens(tokens: usize, head: usize, total: usize) -> usize {
+    if head >= total || head == 0 {
+        return tokens;
+    }
+    let scaled = tokens as u128 * total as u128 / head as u128;
+    usize::try_from(scaled).unwrap_or(usize::MAX)
+}
+
 /// Keeps the first `max - 1` tokens and the final special token (`[SEP]`),
 /// as the tokenizer's own right truncation does for a single sequence.
 fn truncate(ids: &[u32], max: usize) -> Vec<u32> {
@@ -196,7 +231,23 @@ fn pool_and_normalise(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Ten
 
 #[cfg(test)]
 mod tests {
-    use super::truncate;
+    use super::{estimated_tokens, head, truncate};
+
+    #[test]
+    fn only_a_texts_head_is_read_cut_at_a_character() {
+        assert_eq!(head("short", 32), "short");
+        // `é` is two bytes: a cut inside it moves back before it.
+        assert_eq!(head("abé", 3), "ab");
+        assert_eq!(head("abé", 4), "abé");
+        let huge = "word ".repeat(200_000);
+        assert_eq!(head(&huge, 256 * 32).len(), 256 * 32);
+    }
+
+    #[test]
+    fn a_huge_texts_token_count_is_scaled_from_its_head() {
+        assert_eq!(estimated_tokens(300, 1000, 1000), 300, "read whole: exact");
+        assert_eq!(estimated_tokens(2000, 8192, 900_000), 219_726);
+    }
 
     #[test]
     fn truncation_keeps_the_final_special_token() {

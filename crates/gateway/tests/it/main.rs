@@ -20,6 +20,7 @@ mod metrics;
 mod openai_client;
 mod otel;
 mod pii;
+mod prompts;
 mod routing;
 mod streaming;
 mod upstream;
