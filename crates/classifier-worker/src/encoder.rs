@@ -180,10 +180,10 @@ impl Encoder {
 /// character) and a word longer than 100 characters is one `[UNK]`; 32
 /// bytes per token leaves the first `max_tokens` tokens of any but
 /// whitespace-padded text inside the head read.
-const BYTES_READ_PER_TOKEN: usize = 32;
+pub(crate) const BYTES_READ_PER_TOKEN: usize = 32;
 
 /// The first `max` bytes of `text`, cut at a character boundary.
-fn head(text: &str, max: usize) -> &str {
+pub(crate) fn head(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }

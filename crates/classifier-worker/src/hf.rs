@@ -246,9 +246,17 @@ impl HfClassifier {
 
     /// Tokenizes, truncates and pads `texts` (not empty) into one batch.
     fn batch(&self, texts: &[&str]) -> Result<Batch, HfError> {
+        // As the encoder does: no more of a text than `max_tokens` can span.
+        let read = self
+            .max_tokens
+            .saturating_mul(crate::encoder::BYTES_READ_PER_TOKEN);
+        let heads: Vec<&str> = texts
+            .iter()
+            .map(|t| crate::encoder::head(t, read))
+            .collect();
         let encodings = self
             .tokenizer
-            .encode_batch(texts.to_vec(), true)
+            .encode_batch(heads, true)
             .map_err(|e| HfError::Tokenizer(e.to_string()))?;
         let kept: Vec<Vec<usize>> = encodings
             .iter()
