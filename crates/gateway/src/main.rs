@@ -160,6 +160,9 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             if let Err(e) = server::check_model_files(&c) {
                 println!("warning: {e}");
             }
+            for w in c.warnings() {
+                println!("warning: {w}");
+            }
             ExitCode::SUCCESS
         }
         Err(code) => code,

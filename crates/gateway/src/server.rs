@@ -28,6 +28,9 @@ pub use crate::startup::{ServeError, check_classifier_labels, check_model_files}
 /// scripts and tests to wait on.
 pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeError> {
     check_model_files(&config)?;
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
     // The API keys and the admin token (environment, keys file), hashed.
     let auth = crate::auth::load(&config).map_err(ServeError::Auth)?;
     let learning = Learning::start(&config).await?;

@@ -9,6 +9,7 @@
 mod raw;
 mod upstream;
 mod validate;
+mod warnings;
 
 use std::collections::HashMap;
 use std::fmt;

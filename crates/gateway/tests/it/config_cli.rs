@@ -26,6 +26,30 @@ fn check_config_accepts_the_shipped_example() -> Result<()> {
     Ok(())
 }
 
+/// Issue 16, 4: timeouts that leave an upstream's retries no time were
+/// accepted without a word.
+#[test]
+fn check_config_warns_when_retries_cannot_fit_in_the_total_timeout() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("tight.yaml");
+    std::fs::write(
+        &path,
+        "encoder: { model_dir: m }
+upstreams: [ { name: slow, base_url: \"http://127.0.0.1:1\", timeouts: { first_byte: 2s, total: 5s }, retries: { attempts: 2 } } ]
+models: [ { name: a, upstream: slow } ]
+default: { model: a }
+",
+    )?;
+    let (code, out, err) = routemesh(&["check-config", &path.display().to_string()])?;
+    assert_eq!(code, 0, "a warning is not an error: {out}{err}");
+    let warning = out
+        .lines()
+        .find(|l| l.starts_with("warning: upstreams[0] `slow`"))
+        .unwrap_or_else(|| panic!("no warning about the retries: {out}"));
+    assert!(warning.contains("timeouts.total (5s)"), "{warning}");
+    Ok(())
+}
+
 #[test]
 fn invalid_config_lists_every_error_with_its_key_and_exits_64() -> Result<()> {
     let dir = tempfile::tempdir()?;
