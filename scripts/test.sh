@@ -5,8 +5,8 @@
 #   - installs nats-server (Debian package) for the mesh tests, as root or
 #     through sudo,
 #   - fetches the MiniLM model (scripts/fetch-model.sh),
-#   - creates .venv with the official `openai` Python client, which one
-#     integration test drives the gateway with.
+#   - creates .venv with the official `openai` and `anthropic` Python
+#     clients, which two integration tests drive the gateway with.
 # Then it runs every test of the workspace (cargo-nextest when installed,
 # else cargo test), and scripts/validate-deploy.sh: the real validators on
 # deploy/ (nats-server -t and a loopback NATS cluster, the compose-spec
@@ -20,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OPENAI_VERSION=3.54.0
+ANTHROPIC_VERSION=2.16.0
 
 if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
     echo "test.sh: installing nats-server (Debian package) for the mesh tests" >&2
@@ -33,10 +34,11 @@ fi
 
 scripts/fetch-model.sh
 
-if ! .venv/bin/python -c "import openai" >/dev/null 2>&1; then
-    echo "test.sh: creating .venv with openai==${OPENAI_VERSION} (needs PyPI)" >&2
-    python3 -m venv .venv
-    .venv/bin/pip install --quiet --disable-pip-version-check "openai==${OPENAI_VERSION}"
+if ! .venv/bin/python -c "import openai, anthropic" >/dev/null 2>&1; then
+    echo "test.sh: creating .venv with openai==${OPENAI_VERSION} and anthropic==${ANTHROPIC_VERSION} (needs PyPI)" >&2
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check \
+        "openai==${OPENAI_VERSION}" "anthropic==${ANTHROPIC_VERSION}"
 fi
 
 status=0

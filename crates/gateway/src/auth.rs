@@ -385,6 +385,16 @@ fn check_secret(secret: &str) -> Result<(), String> {
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive);
 /// `None` when absent or not a bearer credential.
+/// The API key a request carries: `Authorization: Bearer KEY` (OpenAI's
+/// clients) or, failing that, `x-api-key: KEY` (Anthropic's). Neither is
+/// forwarded upstream.
+pub fn credential(headers: &HeaderMap) -> Option<&str> {
+    bearer(headers).or_else(|| {
+        let key = headers.get("x-api-key")?.to_str().ok()?.trim();
+        (!key.is_empty()).then_some(key)
+    })
+}
+
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
@@ -397,6 +407,19 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+
+    #[test]
+    fn an_x_api_key_is_a_credential_when_no_bearer_is_sent() {
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", http::HeaderValue::from_static(" sk-ant "));
+        assert_eq!(credential(&h), Some("sk-ant"));
+        h.insert(
+            header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer sk-openai"),
+        );
+        assert_eq!(credential(&h), Some("sk-openai"), "the bearer wins");
+        assert_eq!(credential(&HeaderMap::new()), None);
+    }
 
     #[test]
     fn bearer_tokens_are_read() {

@@ -103,10 +103,10 @@ impl FakeConfig {
         if !self.tokens_per_sec.is_finite() || self.tokens_per_sec < 0.0 {
             return Err(FakeConfigError::TokensPerSec(self.tokens_per_sec));
         }
-        if let Some((_, status)) = self.fail_first {
-            if !(400..=599).contains(&status) {
-                return Err(FakeConfigError::FailStatus(status));
-            }
+        if let Some((_, status)) = self.fail_first
+            && !(400..=599).contains(&status)
+        {
+            return Err(FakeConfigError::FailStatus(status));
         }
         Ok(())
     }
@@ -258,15 +258,15 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
     if !fake.cfg.latency.is_zero() {
         tokio::time::sleep(fake.cfg.latency).await;
     }
-    if let Some((count, status)) = fake.cfg.fail_first {
-        if seq <= u64::from(count) {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let message = format!(
-                "Injected failure {seq} of {count} from fake upstream `{}`.",
-                fake.cfg.name
-            );
-            return error(status, &message, "server_error", None, None);
-        }
+    if let Some((count, status)) = fake.cfg.fail_first
+        && seq <= u64::from(count)
+    {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let message = format!(
+            "Injected failure {seq} of {count} from fake upstream `{}`.",
+            fake.cfg.name
+        );
+        return error(status, &message, "server_error", None, None);
     }
     if fail {
         let message = format!("Injected failure from fake upstream `{}`.", fake.cfg.name);
@@ -279,6 +279,9 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
         );
     }
     let reply = Reply::new(&fake.cfg, &request, seq);
+    if let Some(tool) = request.tool_to_call() {
+        return tool_call_reply(&reply, &tool, &request);
+    }
     if request.is_stream() {
         let n = fake.streams.fetch_add(1, Ordering::Relaxed) + 1;
         if n <= u64::from(fake.cfg.break_first_streams) {
@@ -301,6 +304,47 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
     }
 }
 
+/// A request with tools: the fake calls the first, streamed (the call's
+/// arguments in two chunks) or not.
+fn tool_call_reply(reply: &Reply, tool: &str, request: &ChatRequest) -> Response {
+    let arguments = json!({ "query": request.last_user_text() }).to_string();
+    let env = &reply.env;
+    if !request.is_stream() {
+        return Json(wire::tool_call_completion(
+            env,
+            tool,
+            &arguments,
+            reply.usage,
+        ))
+        .into_response();
+    }
+    let (head, tail) = arguments.split_at(arguments.len() / 2);
+    let mut call = wire::tool_call(env, tool, head);
+    call["index"] = json!(0);
+    let mut events = vec![
+        wire::chunk(
+            env,
+            json!({ "role": "assistant", "content": null, "tool_calls": [call] }),
+            None,
+        ),
+        wire::chunk(
+            env,
+            json!({ "tool_calls": [{ "index": 0, "function": { "arguments": tail } }] }),
+            None,
+        ),
+        wire::chunk(env, json!({}), Some("tool_calls")),
+    ]
+    .into_iter()
+    .map(|c| c.to_string())
+    .collect::<Vec<_>>();
+    if request.include_usage() {
+        events.push(wire::usage_chunk(env, reply.usage).to_string());
+    }
+    events.push("[DONE]".to_owned());
+    let body: String = events.iter().map(|e| wire::sse_event(e)).collect();
+    ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
+}
+
 /// What the fake answers to one valid request.
 #[derive(Debug)]
 struct Reply {
@@ -312,7 +356,9 @@ struct Reply {
 
 impl Reply {
     fn new(cfg: &FakeConfig, request: &ChatRequest, seq: u64) -> Self {
-        let mut pieces = if cfg.echo {
+        let mut pieces = if let Some(result) = request.tool_result() {
+            wire::split_pieces(&format!("[{}] the tool said: {result}", cfg.name))
+        } else if cfg.echo {
             wire::split_pieces(&request.last_user_text())
         } else {
             wire::canned_pieces(&cfg.name, cfg.reply_tokens)

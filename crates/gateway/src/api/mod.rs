@@ -5,4 +5,5 @@
 //! ([`AnswerFormat`](crate::pipeline::AnswerFormat)) and writes its errors.
 //! Front doors (HTTP, ext_proc) pick the API; nothing else reads its JSON.
 
+pub mod anthropic;
 pub mod openai;

@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::header;
 use tracing::Instrument as _;
 
 use crate::api::openai::ApiError;
-use crate::auth::{Auth, Denied, Tenant, bearer};
+use crate::auth::{Auth, Denied, Tenant, credential};
 use crate::pipeline::headers::strip_internal;
 use crate::telemetry::{AUTH_REJECTIONS_TOTAL, TENANT_REQUESTS_TOTAL};
 
@@ -57,19 +57,22 @@ pub(super) async fn authenticate(
 ) -> Response {
     let access = Access::of(req.uri().path());
     let Some(auth) = auth else {
-        let credential = req.headers().get(header::AUTHORIZATION);
-        let tenant = Tenant::from_credential(credential.map(|v| v.as_bytes()));
+        let headers = req.headers();
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .or_else(|| headers.get("x-api-key"));
+        let tenant = Tenant::from_credential(sent.map(|v| v.as_bytes()));
         req.extensions_mut().insert(tenant);
         return next.run(req).await;
     };
-    let credential = bearer(req.headers());
+    let key = credential(req.headers());
     let checked = match access {
         Access::Open => return next.run(req).await,
-        Access::Admin => auth.admin(credential).map(|()| None),
-        Access::Api => auth.tenant(credential).cloned().map(Some),
+        Access::Admin => auth.admin(key).map(|()| None),
+        Access::Api => auth.tenant(key).cloned().map(Some),
     };
     match checked {
-        Err(denied) => refuse(denied),
+        Err(denied) => refuse(req.uri().path(), denied),
         Ok(None) => next.run(req).await,
         Ok(Some(tenant)) => {
             metrics::counter!(TENANT_REQUESTS_TOTAL, "tenant" => tenant.to_string()).increment(1);
@@ -80,7 +83,7 @@ pub(super) async fn authenticate(
     }
 }
 
-fn refuse(denied: Denied) -> Response {
+fn refuse(path: &str, denied: Denied) -> Response {
     let scope = if denied.is_admin() { "admin" } else { "api" };
     metrics::counter!(
         AUTH_REJECTIONS_TOTAL,
@@ -89,7 +92,7 @@ fn refuse(denied: Denied) -> Response {
     )
     .increment(1);
     tracing::debug!(scope, reason = denied.reason(), "request refused");
-    ApiError::Denied(denied).into_response()
+    super::error_response(path, ApiError::Denied(denied))
 }
 
 #[cfg(test)]

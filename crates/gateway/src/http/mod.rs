@@ -8,6 +8,7 @@ mod admin;
 mod chat;
 mod feedback;
 mod guard;
+mod messages;
 mod meta;
 mod route;
 
@@ -36,6 +37,7 @@ pub fn router(gateway: Arc<Gateway>, auth: Option<Arc<Auth>>) -> Router {
     let limit = gateway.live().config.server.max_body_bytes;
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/messages", post(messages::messages))
         .route("/v1/route", post(route::dry_run))
         .route("/v1/feedback", post(feedback::feedback))
         .route("/admin/learning", get(feedback::learning))
@@ -169,11 +171,21 @@ async fn read_whole_body(
         Ok(Err(e)) => ApiError::bad_request(format!("cannot read the request body: {e}"), None),
         Err(_) => ApiError::BodyTimeout(server.timeouts.body_read),
     };
-    let mut response = error.into_response();
+    let mut response = error_response(parts.uri.path(), error);
     // The rest of the body may still be on its way: do not read it.
     response.headers_mut().insert(
         http::header::CONNECTION,
         http::HeaderValue::from_static("close"),
     );
     response
+}
+
+/// `error` in the error shape of the API `path` belongs to: Anthropic's
+/// for the Messages API, OpenAI's for everything else.
+fn error_response(path: &str, error: ApiError) -> Response {
+    if messages::is_messages_path(path) {
+        crate::api::anthropic::error::render(&error).into_response()
+    } else {
+        error.into_response()
+    }
 }

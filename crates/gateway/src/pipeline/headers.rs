@@ -77,6 +77,9 @@ const NOT_FORWARDED: &[HeaderName] = &[
     header::COOKIE,
 ];
 
+/// The other credential header a client may send (Anthropic's clients).
+const API_KEY: &str = "x-api-key";
+
 fn hop_by_hop(name: &HeaderName) -> bool {
     NOT_RELAYED.contains(name) || name.as_str() == "keep-alive"
 }
@@ -88,6 +91,7 @@ pub fn forwarded(client: &HeaderMap, edits: &HeaderEdits) -> HeaderMap {
     for (name, value) in client {
         if hop_by_hop(name)
             || NOT_FORWARDED.contains(name)
+            || name.as_str() == API_KEY
             || is_internal(name)
             || edits.remove.iter().any(|r| r == name.as_str())
         {

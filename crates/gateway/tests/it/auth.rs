@@ -498,3 +498,67 @@ fn without_ansi(text: &str) -> String {
     }
     out
 }
+
+/// Anthropic's clients send `x-api-key`: it names the tenant like a bearer
+/// key, is never sent upstream (nor are `anthropic-*` headers), and a
+/// missing or wrong key is a 401 in Anthropic's error shape on
+/// `/v1/messages`.
+#[tokio::test]
+async fn an_x_api_key_names_the_tenant_on_the_messages_api_and_stays_here() -> Result<()> {
+    let fake = Fake::serving("a", "model-a").await?;
+    let dir = tempfile::tempdir()?;
+    let gw = guarded(&fake, &dir).await?;
+    let body = json!({
+        "model": "auto", "max_tokens": 16,
+        "messages": [{ "role": "user", "content": "Name three prime numbers." }],
+    })
+    .to_string();
+    let anthropic = [("anthropic-version", "2023-06-01")];
+    for key in [None, Some("wrong-key")] {
+        let mut headers = anthropic.to_vec();
+        if let Some(k) = key {
+            headers.push(("x-api-key", k));
+        }
+        let resp = send(
+            &gw,
+            reqwest::Method::POST,
+            "/v1/messages",
+            None,
+            &headers,
+            Some(body.clone()),
+        )
+        .await?;
+        assert_eq!(resp.status(), 401, "{key:?}");
+        let v: Value = resp.json().await?;
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(v["error"]["type"], "authentication_error", "{v}");
+    }
+    let mut headers = anthropic.to_vec();
+    headers.push(("x-api-key", GLOBEX));
+    let resp = send(
+        &gw,
+        reqwest::Method::POST,
+        "/v1/messages",
+        None,
+        &headers,
+        Some(body),
+    )
+    .await?;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await?;
+    assert_eq!(v["type"], "message", "{v}");
+
+    let stats: Value = reqwest::get(format!("{}/stats", fake.base))
+        .await?
+        .json()
+        .await?;
+    let seen = stats["last_headers"]
+        .as_object()
+        .context("the fake records headers")?;
+    let leaked: Vec<&String> = seen
+        .keys()
+        .filter(|k| *k == "x-api-key" || k.starts_with("anthropic-"))
+        .collect();
+    assert!(leaked.is_empty(), "reached the upstream: {leaked:?}");
+    Ok(())
+}

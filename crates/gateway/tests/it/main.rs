@@ -4,6 +4,7 @@
 
 #![allow(unreachable_pub)]
 
+mod anthropic_client;
 mod api;
 mod auth;
 mod cache;

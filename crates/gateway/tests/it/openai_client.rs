@@ -9,7 +9,7 @@ use routemesh_test_support::gateway::{Fakes, Gateway};
 use routemesh_test_support::workspace;
 use serde_json::Value;
 
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let python = std::env::var_os("ROUTEMESH_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join(".venv/bin/python"));

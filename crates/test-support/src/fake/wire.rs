@@ -17,6 +17,9 @@ pub(crate) struct ChatRequest {
     pub(crate) max_tokens: Option<u64>,
     #[serde(default)]
     pub(crate) max_completion_tokens: Option<u64>,
+    /// Function tools: the fake calls the first one (see [`ChatRequest::tool_to_call`]).
+    #[serde(default)]
+    pub(crate) tools: Vec<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +84,26 @@ impl ChatRequest {
     pub(crate) fn prompt_tokens(&self) -> u64 {
         let chars: usize = self.messages.iter().map(|m| m.text().chars().count()).sum();
         (chars as u64).div_ceil(4)
+    }
+
+    /// With tools and a last message that is not a tool's result: the name of the first tool,
+    /// which the fake then calls (with `{"query": <last user text>}`) instead of answering.
+    pub(crate) fn tool_to_call(&self) -> Option<String> {
+        if self.messages.last().is_some_and(|m| m.role == "tool") {
+            return None;
+        }
+        self.tools
+            .first()
+            .and_then(|t| t["function"]["name"].as_str())
+            .map(str::to_owned)
+    }
+
+    /// The last tool result's text, when the last message is one.
+    pub(crate) fn tool_result(&self) -> Option<String> {
+        self.messages
+            .last()
+            .filter(|m| m.role == "tool")
+            .map(Message::text)
     }
 
     /// The text of the last message whose role is `user` (empty if there is none).
@@ -199,6 +222,36 @@ pub(crate) fn completion(env: &Envelope, content: &str, finish: &str, usage: Usa
             "finish_reason": finish,
         }],
         "usage": usage.to_json(),
+    })
+}
+
+/// A non-streaming `chat.completion` that calls tool `name`.
+pub(crate) fn tool_call_completion(
+    env: &Envelope,
+    name: &str,
+    arguments: &str,
+    usage: Usage,
+) -> Value {
+    json!({
+        "id": env.id,
+        "object": "chat.completion",
+        "created": env.created,
+        "model": env.model,
+        "choices": [{
+            "index": 0,
+            "message": { "role": "assistant", "content": null, "tool_calls": [tool_call(env, name, arguments)] },
+            "finish_reason": "tool_calls",
+        }],
+        "usage": usage.to_json(),
+    })
+}
+
+/// The one tool call of a fake answer, with an id derived from the answer's.
+pub(crate) fn tool_call(env: &Envelope, name: &str, arguments: &str) -> Value {
+    json!({
+        "id": format!("call_{}", env.id),
+        "type": "function",
+        "function": { "name": name, "arguments": arguments },
     })
 }
 

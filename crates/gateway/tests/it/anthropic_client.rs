@@ -1,0 +1,92 @@
+//! The official `anthropic` Python SDK against `POST /v1/messages`, with
+//! chat-completions upstreams (the fake): routed answers streaming and not,
+//! a tool-use round trip, and errors in Anthropic's shape. Needs a Python
+//! with the `anthropic` package (`.venv`, which scripts/test.sh creates,
+//! or `$ROUTEMESH_TEST_PYTHON`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use routemesh_test_support::gateway::{Fakes, Gateway};
+use serde_json::{Value, json};
+
+use crate::openai_client::python;
+
+#[tokio::test]
+async fn official_anthropic_sdk_gets_routed_answers_streaming_tools_and_errors() -> Result<()> {
+    let fakes = Fakes::start().await?;
+    let gw = Gateway::start(&fakes.example_config()?).await?;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/anthropic_client.py");
+    let out = tokio::process::Command::new(python())
+        .arg(script)
+        .arg(&gw.base)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the SDK failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.lines().last().context("no output")?)?;
+
+    // Routed like the same chat completion: the math decision's model.
+    assert_eq!(v["plain"]["decision"], "math", "{v}");
+    assert_eq!(v["plain"]["model"], "qwen-math-7b", "{v}");
+    assert!(
+        v["plain"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("[math]")),
+        "{v}"
+    );
+    assert_eq!(v["plain"]["stop_reason"], "end_turn");
+    assert!(v["plain"]["output_tokens"].as_u64() > Some(0), "{v}");
+
+    let events: Vec<&str> = v["stream"]["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(events.first(), Some(&"message_start"), "{events:?}");
+    assert_eq!(events.last(), Some(&"message_stop"), "{events:?}");
+    assert!(
+        events.iter().filter(|e| **e == "text").count() > 3,
+        "{events:?}"
+    );
+    assert!(
+        v["stream"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("[chat]")),
+        "{v}"
+    );
+
+    assert_eq!(v["tools"]["stop_reason"], "tool_use", "{v}");
+    assert_eq!(v["tools"]["name"], "search");
+    assert_eq!(
+        v["tools"]["input"],
+        json!({ "query": "Find the population of Paris." })
+    );
+    assert!(
+        v["tools"]["answer"]
+            .as_str()
+            .is_some_and(|a| a.ends_with("the tool said: 2.1 million")),
+        "the tool's result reached the model: {v}"
+    );
+    assert_eq!(v["tools"]["streamed_input"], v["tools"]["input"], "{v}");
+    assert_eq!(v["tools"]["streamed_stop_reason"], "tool_use");
+
+    assert_eq!(
+        v["not_found"],
+        json!({ "status": 404, "type": "not_found_error" }),
+        "{v}"
+    );
+    assert_eq!(v["unsupported"]["status"], 400, "{v}");
+    assert!(
+        v["unsupported"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("container")),
+        "{v}"
+    );
+    Ok(())
+}
