@@ -7,3 +7,4 @@
 
 pub mod anthropic;
 pub mod openai;
+pub mod sse;

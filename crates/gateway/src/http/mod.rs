@@ -10,6 +10,7 @@ mod feedback;
 mod guard;
 mod messages;
 mod meta;
+mod responses;
 mod route;
 
 use axum::Json;
@@ -38,6 +39,7 @@ pub fn router(gateway: Arc<Gateway>, auth: Option<Arc<Auth>>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(messages::messages))
+        .route("/v1/responses", post(responses::responses))
         .route("/v1/route", post(route::dry_run))
         .route("/v1/feedback", post(feedback::feedback))
         .route("/admin/learning", get(feedback::learning))

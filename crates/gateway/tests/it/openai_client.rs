@@ -67,3 +67,80 @@ async fn official_openai_python_client_streaming_and_not() -> Result<()> {
     assert_eq!(v["not_found"]["code"], "model_not_found");
     Ok(())
 }
+
+/// The SDK's Responses API (`responses.create`, `responses.stream`, a
+/// function-call round trip) against chat-completions upstreams.
+#[tokio::test]
+async fn official_openai_sdk_responses_api_streaming_tools_and_refusals() -> Result<()> {
+    let fakes = Fakes::start().await?;
+    let gw = Gateway::start(&fakes.example_config()?).await?;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/openai_responses.py");
+    let out = tokio::process::Command::new(python())
+        .arg(script)
+        .arg(&gw.base)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the SDK failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.lines().last().context("no output")?)?;
+
+    assert_eq!(v["plain"]["decision"], "math", "{v}");
+    assert_eq!(v["plain"]["model"], "qwen-math-7b");
+    assert!(
+        v["plain"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("[math]")),
+        "{v}"
+    );
+    assert_eq!(v["plain"]["status"], "completed");
+    assert!(v["plain"]["output_tokens"].as_u64() > Some(0), "{v}");
+
+    let types: Vec<&str> = v["stream"]["types"]
+        .as_array()
+        .context("types")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(types.first(), Some(&"response.created"), "{types:?}");
+    assert_eq!(types.last(), Some(&"response.completed"), "{types:?}");
+    assert!(
+        types
+            .iter()
+            .filter(|t| **t == "response.output_text.delta")
+            .count()
+            > 3,
+        "{types:?}"
+    );
+    assert!(
+        v["stream"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("[chat]")),
+        "{v}"
+    );
+
+    assert_eq!(v["tools"]["name"], "search", "{v}");
+    assert_eq!(
+        v["tools"]["arguments"],
+        serde_json::json!({ "query": "Find the population of Paris." })
+    );
+    assert!(
+        v["tools"]["answer"]
+            .as_str()
+            .is_some_and(|a| a.ends_with("the tool said: 2.1 million")),
+        "{v}"
+    );
+    assert_eq!(
+        v["tools"]["streamed_arguments"], v["tools"]["arguments"],
+        "{v}"
+    );
+    assert_eq!(
+        v["refused"],
+        serde_json::json!({ "status": 400, "param": "previous_response_id" }),
+        "{v}"
+    );
+    Ok(())
+}

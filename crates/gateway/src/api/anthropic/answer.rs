@@ -5,6 +5,9 @@
 
 use serde_json::{Value, json};
 
+use crate::api::sse::Events;
+pub use crate::api::sse::emit;
+
 /// A Messages id for the upstream's completion id.
 fn message_id(chat_id: Option<&str>) -> String {
     match chat_id {
@@ -90,8 +93,7 @@ enum Block {
 #[derive(Debug)]
 pub struct StreamTranslator {
     model: String,
-    /// Bytes of an SSE event not yet complete.
-    pending: Vec<u8>,
+    events: Events,
     started: bool,
     /// The open block and its index.
     open: Option<(Block, usize)>,
@@ -106,7 +108,7 @@ impl StreamTranslator {
     pub fn new(model: &str) -> Self {
         Self {
             model: model.to_owned(),
-            pending: Vec::new(),
+            events: Events::default(),
             started: false,
             open: None,
             next_index: 0,
@@ -119,18 +121,14 @@ impl StreamTranslator {
 
     /// The Messages events for the next bytes of the upstream's stream.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
-        self.pending.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(end) = event_end(&self.pending) {
-            let event: Vec<u8> = self.pending.drain(..end.1).collect();
-            let data = data_of(&event[..end.0]);
-            match data.as_deref() {
-                Some("[DONE]") => self.finish(&mut out),
-                Some(d) => match serde_json::from_str::<Value>(d) {
-                    Ok(chunk) => self.chunk(&chunk, &mut out),
-                    Err(_) => tracing::debug!("an unreadable chunk in an upstream stream"),
-                },
-                None => {}
+        for data in self.events.feed(bytes) {
+            if data == "[DONE]" {
+                self.finish(&mut out);
+            } else if let Ok(chunk) = serde_json::from_str::<Value>(&data) {
+                self.chunk(&chunk, &mut out);
+            } else {
+                tracing::debug!("an unreadable chunk in an upstream stream");
             }
         }
         out
@@ -273,43 +271,6 @@ impl StreamTranslator {
         );
         emit(out, "message_stop", &json!({ "type": "message_stop" }));
     }
-}
-
-/// Where the first complete SSE event of `buf` ends: (end of its text,
-/// end including the blank line).
-fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = buf
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|i| (i, i + 2));
-    let crlf = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| (i, i + 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
-        (a, b) => a.or(b),
-    }
-}
-
-/// The `data:` of one SSE event (lines joined), if it has any.
-fn data_of(event: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(event);
-    let lines: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(|l| l.strip_prefix(' ').unwrap_or(l))
-        .collect();
-    (!lines.is_empty()).then(|| lines.join("\n"))
-}
-
-/// One Messages SSE event.
-pub fn emit(out: &mut Vec<u8>, name: &str, data: &Value) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(data.to_string().as_bytes());
-    out.extend_from_slice(b"\n\n");
 }
 
 #[cfg(test)]
