@@ -175,6 +175,8 @@ pub fn router(cfg: FakeConfig) -> Result<Router, FakeConfigError> {
     let header = HeaderName::from_static(IDENTITY_HEADER);
     Ok(Router::new()
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
         .route("/stats", get(stats))
@@ -459,6 +461,59 @@ async fn models(State(fake): State<Arc<Fake>>) -> Json<Value> {
 
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
+}
+
+/// `POST /v1/embeddings`: a deterministic 8-dimension vector per input
+/// (a string or an array of strings), from the text's bytes.
+async fn embeddings(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "input: a string or strings",
+                "invalid_request_error",
+                Some("input"),
+                None,
+            );
+        }
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let mut v = [0f32; 8];
+            for (k, b) in text.bytes().enumerate() {
+                v[k % 8] += f32::from(b) / 255.0;
+            }
+            json!({ "object": "embedding", "index": i, "embedding": v })
+        })
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| t.len().div_ceil(4)).sum();
+    (
+        [("x-fake-upstream", fake.cfg.name.clone())],
+        Json(json!({
+            "object": "list", "data": data, "model": body["model"],
+            "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
+        })),
+    )
+        .into_response()
+}
+
+/// `POST /v1/completions`: the legacy text completion, canned words.
+async fn completions(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
+    let text = wire::canned_pieces(&fake.cfg.name, fake.cfg.reply_tokens).concat();
+    Json(json!({
+        "id": format!("cmpl-{}", fake.cfg.name), "object": "text_completion", "created": 0,
+        "model": body["model"],
+        "choices": [{ "text": text, "index": 0, "logprobs": null, "finish_reason": "stop" }],
+        "usage": { "prompt_tokens": 1, "completion_tokens": fake.cfg.reply_tokens, "total_tokens": 1 + fake.cfg.reply_tokens },
+    }))
+    .into_response()
 }
 
 async fn stats(State(fake): State<Arc<Fake>>) -> Json<Value> {

@@ -10,6 +10,7 @@ mod feedback;
 mod guard;
 mod messages;
 mod meta;
+mod passthrough;
 mod responses;
 mod route;
 
@@ -40,6 +41,8 @@ pub fn router(gateway: Arc<Gateway>, auth: Option<Arc<Auth>>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(messages::messages))
         .route("/v1/responses", post(responses::responses))
+        .route("/v1/embeddings", post(passthrough::embeddings))
+        .route("/v1/completions", post(passthrough::completions))
         .route("/v1/route", post(route::dry_run))
         .route("/v1/feedback", post(feedback::feedback))
         .route("/admin/learning", get(feedback::learning))

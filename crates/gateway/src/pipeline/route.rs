@@ -266,6 +266,7 @@ pub async fn forward(
         let out = Outgoing {
             body: encode(payload.as_ref(), m, c.reasoning, state)?,
             headers: headers.clone(),
+            path: crate::upstream::ApiPath::ChatCompletions,
         };
         // Each candidate has its upstream's whole `total` timeout: one that
         // used all of its own leaves the next one time to answer.

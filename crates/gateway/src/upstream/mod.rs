@@ -66,6 +66,29 @@ pub struct Outgoing {
     pub body: Bytes,
     /// The client's headers as forwarded.
     pub headers: HeaderMap,
+    /// Which endpoint of the upstream's API it goes to.
+    pub path: ApiPath,
+}
+
+/// An OpenAI-compatible endpoint, below an upstream's base URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiPath {
+    /// `/chat/completions`: what routed requests go to.
+    ChatCompletions,
+    /// `/embeddings`, passed through.
+    Embeddings,
+    /// `/completions` (legacy text completions), passed through.
+    Completions,
+}
+
+impl ApiPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "/chat/completions",
+            Self::Embeddings => "/embeddings",
+            Self::Completions => "/completions",
+        }
+    }
 }
 
 /// A response the gateway committed to: its first body byte has arrived
@@ -104,7 +127,8 @@ pub enum Failure {
 
 #[derive(Debug)]
 struct Endpoint {
-    chat_url: String,
+    /// The base URL, without a trailing slash.
+    url: String,
     weight: u32,
 }
 
@@ -163,7 +187,7 @@ impl UpstreamPool {
                     .endpoints
                     .iter()
                     .map(|e| Endpoint {
-                        chat_url: format!("{}/chat/completions", e.url),
+                        url: e.url.clone(),
                         weight: e.weight,
                     })
                     .collect(),
@@ -187,7 +211,7 @@ impl UpstreamPool {
         self.upstreams[id.0].auth.as_ref()
     }
 
-    /// POSTs a chat-completions request to upstream `id`, retrying as its
+    /// POSTs a request (to `out.path`) to upstream `id`, retrying as its
     /// config says, until a response's first body byte arrives. `started`
     /// is when forwarding to this upstream began: its total timeout counts
     /// from it, and bounds the returned body too.
@@ -394,7 +418,7 @@ impl Upstream {
     ) -> Result<Reply, Attempt> {
         let mut req = self
             .client
-            .post(&self.endpoints[ep].chat_url)
+            .post(format!("{}{}", self.endpoints[ep].url, out.path.as_str()))
             .headers(out.headers.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(out.body.clone());

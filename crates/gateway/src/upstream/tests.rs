@@ -85,6 +85,7 @@ async fn with_every_endpoint_ejected_forward_gives_up_without_waiting() {
     let out = Outgoing {
         body: Bytes::from_static(b"{}"),
         headers: HeaderMap::new(),
+        path: crate::upstream::ApiPath::ChatCompletions,
     };
     let started = Instant::now();
     let failed = pool.forward(UpstreamId(0), &out, started).await;

@@ -69,9 +69,10 @@ async fn official_openai_python_client_streaming_and_not() -> Result<()> {
 }
 
 /// The SDK's Responses API (`responses.create`, `responses.stream`, a
-/// function-call round trip) against chat-completions upstreams.
+/// function-call round trip) against chat-completions upstreams, and its
+/// `embeddings` and `completions`, passed through to the model named.
 #[tokio::test]
-async fn official_openai_sdk_responses_api_streaming_tools_and_refusals() -> Result<()> {
+async fn official_openai_sdk_responses_embeddings_and_completions() -> Result<()> {
     let fakes = Fakes::start().await?;
     let gw = Gateway::start(&fakes.example_config()?).await?;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/openai_responses.py");
@@ -140,6 +141,23 @@ async fn official_openai_sdk_responses_api_streaming_tools_and_refusals() -> Res
     assert_eq!(
         v["refused"],
         serde_json::json!({ "status": 400, "param": "previous_response_id" }),
+        "{v}"
+    );
+
+    // Embeddings and text completions pass through to the model named.
+    assert_eq!(v["embeddings"]["count"], 2, "{v}");
+    assert_eq!(v["embeddings"]["dim"], 8, "{v}");
+    assert_eq!(v["embeddings"]["model"], "llama-3.2-1b", "{v}");
+    assert_eq!(v["embeddings"]["upstream"], "chat", "{v}");
+    assert!(
+        v["completions"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("[code]")),
+        "{v}"
+    );
+    assert_eq!(
+        v["alias"],
+        serde_json::json!({ "status": 400, "param": "model" }),
         "{v}"
     );
     Ok(())

@@ -46,7 +46,24 @@ try:
 except openai.BadRequestError as e:
     refused = {"status": e.status_code, "param": e.param}
 
+emb = client.embeddings.with_raw_response.create(model="llama-3.2-1b", input=["one", "two"])
+embedded = emb.parse()
+legacy = client.completions.create(model="qwen-coder-7b", prompt="def add(a, b):", max_tokens=8)
+try:
+    client.embeddings.create(model="auto", input="x")
+    alias = None
+except openai.BadRequestError as e:
+    alias = {"status": e.status_code, "param": e.param}
+
 print(json.dumps({
+    "embeddings": {
+        "count": len(embedded.data),
+        "dim": len(embedded.data[0].embedding),
+        "model": emb.headers.get("x-routemesh-model"),
+        "upstream": emb.headers.get("x-fake-upstream"),
+    },
+    "completions": {"text": legacy.choices[0].text},
+    "alias": alias,
     "plain": {
         "text": plain.output_text,
         "status": plain.status,

@@ -1,0 +1,126 @@
+//! `POST /v1/embeddings` and `POST /v1/completions`: passed through, not
+//! routed, to the configured model the body names, with that upstream's
+//! key, retries and circuit breakers; the answer is relayed as it comes.
+//! A router alias (`auto`) is refused: these requests carry no prompt to
+//! route on that the decisions were written for.
+
+use axum::Extension;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::response::{IntoResponse as _, Response};
+use http::{HeaderMap, HeaderValue};
+use serde_json::Value;
+
+use super::meta::RequestId;
+use super::read_body;
+use crate::api::openai::ApiError;
+use crate::pipeline::{Refusal, headers};
+use crate::state::AppState;
+use crate::upstream::{ApiPath, Failure, Outgoing};
+
+pub(super) async fn embeddings(
+    State(state): State<AppState>,
+    Extension(id): Extension<RequestId>,
+    client: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    pass(&state, &id, client, body, ApiPath::Embeddings).await
+}
+
+pub(super) async fn completions(
+    State(state): State<AppState>,
+    Extension(id): Extension<RequestId>,
+    client: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    pass(&state, &id, client, body, ApiPath::Completions).await
+}
+
+async fn pass(
+    state: &AppState,
+    id: &RequestId,
+    client: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    path: ApiPath,
+) -> Response {
+    let started = tokio::time::Instant::now();
+    let (model, mut resp) = match forward(state, client, body, path, started).await {
+        Ok((model, resp)) => (Some(model), resp),
+        Err(e) => (None, e.into_response()),
+    };
+    if let Some(m) = model.as_deref().and_then(|m| HeaderValue::from_str(m).ok()) {
+        resp.headers_mut().insert(headers::HEADER_MODEL, m);
+    }
+    tracing::info!(
+        request_id = %id.0,
+        path = path.as_str(),
+        model = model.as_deref().unwrap_or("-"),
+        status = resp.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "passed through"
+    );
+    resp
+}
+
+async fn forward(
+    state: &AppState,
+    client: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    path: ApiPath,
+    started: tokio::time::Instant,
+) -> Result<(String, Response), ApiError> {
+    let body = read_body(state, body)?;
+    let mut value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("the request body is not valid JSON: {e}"), None)
+    })?;
+    let name = match value.get("model") {
+        Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
+        _ => {
+            return Err(ApiError::bad_request(
+                "model: a non-empty string is required",
+                Some("model".into()),
+            ));
+        }
+    };
+    let config = &state.config;
+    let Some(id) = config.model_id(&name) else {
+        if config.is_alias(&name) {
+            return Err(ApiError::bad_request(
+                format!(
+                    "`{name}` is a router alias; {} requests are not routed: name a configured model (GET /v1/models)",
+                    path.as_str()
+                ),
+                Some("model".into()),
+            ));
+        }
+        return Err(Refusal::UnknownModel(name).into());
+    };
+    let m = config.model(id);
+    value["model"] = Value::String(m.upstream_model.clone());
+    let out = Outgoing {
+        body: Bytes::from(value.to_string()),
+        headers: headers::forwarded(&client, &Default::default()),
+        path,
+    };
+    let reply = match state.upstreams.forward(m.upstream, &out, started).await {
+        Ok(reply) => reply,
+        Err(Failure::Status {
+            status,
+            headers: h,
+            body,
+        }) => {
+            let mut resp = Response::new(Body::from(body));
+            *resp.status_mut() = status;
+            *resp.headers_mut() = headers::relayed(h);
+            return Ok((m.name.clone(), resp));
+        }
+        Err(Failure::Error(e) | Failure::NotAsked(e)) => {
+            return Err(Refusal::Upstream(e).into());
+        }
+    };
+    let mut resp = Response::new(Body::from_stream(reply.body));
+    *resp.status_mut() = reply.status;
+    *resp.headers_mut() = headers::relayed(reply.headers);
+    Ok((m.name.clone(), resp))
+}
