@@ -1,5 +1,7 @@
 //! `POST /v1/route`: the dry run. Plans a chat request exactly as
-//! `/v1/chat/completions` would and returns the signals, the decision, the
+//! `/v1/chat/completions` would (a Messages body with `?api=messages`, a
+//! Responses body with `?api=responses`, as their endpoints would) and
+//! returns the signals, the decision, the
 //! chosen model and per-stage timings; nothing is forwarded.
 
 use std::collections::BTreeMap;
@@ -115,15 +117,45 @@ struct PiiView {
     end: usize,
 }
 
+/// `?api=`: which API's body the dry run reads.
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Api {
+    /// Chat completions (the default).
+    #[default]
+    Chat,
+    /// Anthropic Messages.
+    Messages,
+    /// OpenAI Responses.
+    Responses,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct DryRunQuery {
+    #[serde(default)]
+    api: Api,
+}
+
 pub(super) async fn dry_run(
     State(state): State<AppState>,
     Extension(id): Extension<RequestId>,
     Extension(tenant): Extension<Tenant>,
+    query: Result<axum::extract::Query<DryRunQuery>, axum::extract::rejection::QueryRejection>,
     headers: http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut record = Record::dry_run(id.0);
-    let mut resp = handle(&state, tenant, headers, body, &mut record)
+    let api = match query {
+        Ok(q) => q.0.api,
+        Err(_) => {
+            return ApiError::bad_request(
+                "api: chat (the default), messages or responses",
+                Some("api".into()),
+            )
+            .into_response();
+        }
+    };
+    let mut resp = handle(&state, tenant, api, headers, body, &mut record)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     resp.headers_mut().extend(record.headers());
@@ -133,12 +165,18 @@ pub(super) async fn dry_run(
 async fn handle(
     state: &AppState,
     tenant: Tenant,
+    api: Api,
     headers: http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
     record: &mut Record,
 ) -> Result<Response, ApiError> {
     let body = read_body(state, body)?;
-    let req = openai::parse_chat(&body)?.into_request(tenant, headers);
+    let chat = match api {
+        Api::Chat => openai::parse_chat(&body)?,
+        Api::Messages => crate::api::anthropic::parse_messages(&body)?.chat,
+        Api::Responses => openai::responses::parse_responses(&body)?.chat,
+    };
+    let req = chat.into_request(tenant, headers);
     let plan = pipeline::dry_run(state, &req, record).await?;
     let config = &state.config;
     let model = plan.target.model().map(|m| config.model(m));

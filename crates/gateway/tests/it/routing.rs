@@ -146,3 +146,37 @@ async fn dry_run_shows_signals_decision_and_timings_and_forwards_nothing() -> Re
     assert_eq!(total, 0, "a dry run forwards nothing");
     Ok(())
 }
+
+/// The dry run reads a Messages body (`?api=messages`) and a Responses
+/// body (`?api=responses`) as their endpoints do: the same prompt gets the
+/// same decision whatever API it came in; an unknown `api` is a 400.
+#[tokio::test]
+async fn the_dry_run_plans_messages_and_responses_bodies_like_chat() -> Result<()> {
+    let fakes = Fakes::start().await?;
+    let gw = Gateway::start(&fakes.example_config()?).await?;
+    let prompt = "Find the derivative of sin(x) * x^2";
+    let bodies = [
+        ("/v1/route", chat("auto", prompt)),
+        (
+            "/v1/route?api=messages",
+            serde_json::json!({ "model": "auto", "max_tokens": 64, "system": "Be brief.",
+                                "messages": [{ "role": "user", "content": prompt }] })
+            .to_string(),
+        ),
+        (
+            "/v1/route?api=responses",
+            serde_json::json!({ "model": "auto", "instructions": "Be brief.", "input": prompt })
+                .to_string(),
+        ),
+    ];
+    for (path, body) in bodies {
+        let v: Value = gw.post(path, body).await?.json().await?;
+        assert_eq!(v["decision"]["name"], "math", "{path}: {v}");
+        assert_eq!(v["model"]["name"], "qwen-math-7b", "{path}: {v}");
+    }
+    let bad = gw.post("/v1/route?api=soap", chat("auto", prompt)).await?;
+    assert_eq!(bad.status(), 400);
+    let v: Value = bad.json().await?;
+    assert_eq!(v["error"]["param"], "api", "{v}");
+    Ok(())
+}
