@@ -25,7 +25,8 @@ use routemesh_runtime::exposition;
 
 pub use exposition::ExporterError;
 
-/// Chat-completion requests by `decision`, `model` and `outcome` (counter).
+/// Routed-API requests by `api` (`chat_completions`, `messages`,
+/// `responses`), `decision`, `model` and `outcome` (counter).
 /// `decision` is the decision taken (`passthrough` for a request naming a
 /// model, `none` when the request failed before one was taken); `model` the
 /// model chosen (`none` when there was none: blocked, or failed first);
@@ -150,6 +151,8 @@ impl Outcome {
 /// One finished chat-completion request, as [`record_request`] counts it.
 #[derive(Debug)]
 pub struct RequestMetrics<'a> {
+    /// The API the request came in.
+    pub api: &'static str,
     pub decision: Option<&'a str>,
     pub model: Option<&'a str>,
     pub outcome: Outcome,
@@ -164,6 +167,7 @@ pub struct RequestMetrics<'a> {
 pub fn record_request(r: &RequestMetrics<'_>) {
     metrics::counter!(
         REQUESTS_TOTAL,
+        "api" => r.api,
         "decision" => r.decision.unwrap_or("none").to_owned(),
         "model" => r.model.unwrap_or("none").to_owned(),
         "outcome" => r.outcome.label(),
@@ -335,6 +339,7 @@ mod tests {
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
             record_request(&RequestMetrics {
+                api: "chat_completions",
                 decision: Some("math"),
                 model: None,
                 outcome: Outcome::UpstreamError,
@@ -359,7 +364,7 @@ mod tests {
             ],
             ms(40),
             &[
-                r#"routemesh_requests_total{decision="math",model="none",outcome="upstream_error"} 1"#,
+                r#"routemesh_requests_total{api="chat_completions",decision="math",model="none",outcome="upstream_error"} 1"#,
                 r#"routemesh_stage_seconds_count{stage="upstream"} 2"#,
                 r#"routemesh_stage_seconds_sum{stage="overhead"} 0.01"#,
                 r#"routemesh_stage_seconds_sum{stage="total"} 0.04"#,
@@ -386,6 +391,7 @@ mod tests {
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
             record_request(&RequestMetrics {
+                api: "chat_completions",
                 decision: None,
                 model: None,
                 outcome: Outcome::ClientError,

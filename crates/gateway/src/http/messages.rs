@@ -40,7 +40,7 @@ pub(super) async fn messages(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut record = Record::start(id.0);
+    let mut record = Record::start(id.0).for_api("messages");
     let result = handle(&state, tenant, headers, body, &mut record).await;
     let mut resp = match result {
         Ok((answer, requested)) => {

@@ -24,6 +24,8 @@ use crate::telemetry::{self, Outcome, RequestMetrics};
 #[derive(Debug)]
 pub struct Record {
     id: String,
+    /// The API it came in: `chat_completions`, `messages`, `responses`.
+    api: &'static str,
     started: Instant,
     decision: Option<String>,
     model: Option<String>,
@@ -70,6 +72,7 @@ impl Record {
     pub fn start(id: String) -> Self {
         Self {
             id,
+            api: "chat_completions",
             started: Instant::now(),
             decision: None,
             model: None,
@@ -88,6 +91,13 @@ impl Record {
             counted: false,
             ..Self::start(id)
         }
+    }
+
+    /// The record of a request that came in through `api` (a metrics
+    /// label: `messages`, `responses`; chat completions by default).
+    pub fn for_api(mut self, api: &'static str) -> Self {
+        self.api = api;
+        self
     }
 
     pub fn id(&self) -> &str {
@@ -233,6 +243,7 @@ impl Record {
             return;
         }
         telemetry::record_request(&RequestMetrics {
+            api: self.api,
             decision: self.decision.as_deref(),
             model: self.model.as_deref(),
             outcome,

@@ -247,6 +247,7 @@ async fn a_scrape_finds_the_named_series_and_they_move_with_traffic() -> Result<
         1.0
     );
     assert_eq!(delta(requests, &[]), 7.0, "nothing else was counted");
+    assert_eq!(delta(requests, &[("api", "chat_completions")]), 7.0);
 
     // Stages: 5 routed (classify, decide), 6 forwarded (upstream,
     // overhead), 7 in all (total).
@@ -434,5 +435,50 @@ async fn a_worker_serves_its_batch_queue_and_inference_metrics() -> Result<()> {
         "{}",
         after.text
     );
+    Ok(())
+}
+
+/// `routemesh_requests_total` says which API each request came in.
+#[tokio::test]
+async fn requests_are_counted_by_the_api_they_came_in() -> Result<()> {
+    let fakes = Fakes::start().await?;
+    let config = format!(
+        "{}\nmetrics: {{ listen: \"127.0.0.1:0\" }}\n",
+        fakes.example_config()?
+    );
+    let gw = launch(&config, &[]).await?;
+    let before = gw.scrape().await?;
+    let client = reqwest::Client::new();
+    let prompt = "Solve the equation 3x + 7 = 22 for x.";
+    let calls = [
+        ("/v1/chat/completions", chat("auto", prompt)),
+        (
+            "/v1/messages",
+            serde_json::json!({ "model": "auto", "max_tokens": 16,
+                                "messages": [{ "role": "user", "content": prompt }] })
+            .to_string(),
+        ),
+        (
+            "/v1/responses",
+            serde_json::json!({ "model": "auto", "input": prompt }).to_string(),
+        ),
+    ];
+    for (path, body) in calls {
+        let resp = client
+            .post(format!("{}{path}", gw.api))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        ensure!(resp.status() == 200, "{path}: {}", resp.status());
+        resp.bytes().await?;
+    }
+    let after = gw.scrape().await?;
+    for api in ["chat_completions", "messages", "responses"] {
+        let labels = [("api", api), ("decision", "math"), ("outcome", "ok")];
+        let delta = after.value("routemesh_requests_total", &labels)
+            - before.value("routemesh_requests_total", &labels);
+        assert_eq!(delta, 1.0, "{api}:\n{}", after.text);
+    }
     Ok(())
 }
