@@ -175,6 +175,7 @@ pub fn router(cfg: FakeConfig) -> Result<Router, FakeConfigError> {
     let header = HeaderName::from_static(IDENTITY_HEADER);
     Ok(Router::new()
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/messages", post(messages))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
@@ -461,6 +462,115 @@ async fn models(State(fake): State<Arc<Fake>>) -> Json<Value> {
 
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
+}
+
+/// `POST /v1/messages`: Anthropic's Messages API, canned: with `tools`
+/// and no tool result in the last turn, a `tool_use` of the first tool
+/// (`{"query": <last user text>}`); after a tool result, "the tool said:
+/// …"; else canned words. Streamed as Messages events when asked. Needs
+/// `x-api-key` when the fake was started with an expected key? No: it
+/// records what it got (`/stats`), like the chat endpoint.
+async fn messages(
+    State(fake): State<Arc<Fake>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    fake.requests.fetch_add(1, Ordering::Relaxed);
+    *fake
+        .last_authorization
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|k| format!("x-api-key {k}"));
+    if headers.get("anthropic-version").is_none() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "type": "error", "error": { "type": "invalid_request_error", "message": "anthropic-version: header is required" } })),
+        )
+            .into_response();
+    }
+    let turns = body["messages"].as_array().cloned().unwrap_or_default();
+    let last = turns.last().cloned().unwrap_or(Value::Null);
+    let blocks = last["content"].as_array().cloned().unwrap_or_default();
+    let tool_result = blocks
+        .iter()
+        .find(|b| b["type"] == "tool_result")
+        .map(|b| b["content"].as_str().unwrap_or_default().to_owned());
+    let user_text = match &last["content"] {
+        Value::String(s) => s.clone(),
+        _ => blocks
+            .iter()
+            .filter(|b| b["type"] == "text")
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    let tool = body["tools"][0]["name"]
+        .as_str()
+        .filter(|_| tool_result.is_none());
+    let name = &fake.cfg.name;
+    let id = format!("msg_{name}");
+    let model = body["model"].clone();
+    let (content, stop) = match (tool, &tool_result) {
+        (Some(t), _) => (
+            vec![
+                json!({ "type": "tool_use", "id": format!("toolu_{name}"), "name": t, "input": { "query": user_text } }),
+            ],
+            "tool_use",
+        ),
+        (None, Some(r)) => (
+            vec![json!({ "type": "text", "text": format!("[{name}] the tool said: {r}") })],
+            "end_turn",
+        ),
+        (None, None) => (
+            vec![
+                json!({ "type": "text", "text": wire::canned_pieces(name, fake.cfg.reply_tokens).concat() }),
+            ],
+            "end_turn",
+        ),
+    };
+    let usage = json!({ "input_tokens": 7, "output_tokens": fake.cfg.reply_tokens });
+    if body["stream"] != true {
+        return Json(json!({
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": stop, "stop_sequence": null, "usage": usage,
+        }))
+        .into_response();
+    }
+    let mut events = vec![(
+        "message_start",
+        json!({ "type": "message_start", "message": { "id": id, "type": "message", "role": "assistant",
+                "model": model, "content": [], "stop_reason": null, "usage": { "input_tokens": 7, "output_tokens": 0 } } }),
+    )];
+    for (i, block) in content.iter().enumerate() {
+        if block["type"] == "text" {
+            events.push(("content_block_start", json!({ "type": "content_block_start", "index": i, "content_block": { "type": "text", "text": "" } })));
+            for piece in wire::split_pieces(block["text"].as_str().unwrap_or_default()) {
+                events.push(("content_block_delta", json!({ "type": "content_block_delta", "index": i, "delta": { "type": "text_delta", "text": piece } })));
+            }
+        } else {
+            events.push(("content_block_start", json!({ "type": "content_block_start", "index": i,
+                "content_block": { "type": "tool_use", "id": block["id"], "name": block["name"], "input": {} } })));
+            let args = block["input"].to_string();
+            let (a, b) = args.split_at(args.len() / 2);
+            for part in [a, b] {
+                events.push(("content_block_delta", json!({ "type": "content_block_delta", "index": i, "delta": { "type": "input_json_delta", "partial_json": part } })));
+            }
+        }
+        events.push((
+            "content_block_stop",
+            json!({ "type": "content_block_stop", "index": i }),
+        ));
+        events.push(("ping", json!({ "type": "ping" })));
+    }
+    events.push(("message_delta", json!({ "type": "message_delta", "delta": { "stop_reason": stop, "stop_sequence": null }, "usage": { "output_tokens": fake.cfg.reply_tokens } })));
+    events.push(("message_stop", json!({ "type": "message_stop" })));
+    let text: String = events
+        .iter()
+        .map(|(n, d)| format!("event: {n}\ndata: {d}\n\n"))
+        .collect();
+    ([(header::CONTENT_TYPE, "text/event-stream")], text).into_response()
 }
 
 /// `POST /v1/embeddings`: a deterministic 8-dimension vector per input

@@ -26,7 +26,8 @@ pub use crate::signals::ClassifierId;
 use crate::signals::PiiKind;
 
 pub use upstream::{
-    BreakerConfig, RetryPolicy, UpstreamConfig, UpstreamEndpoint, UpstreamFamily, UpstreamTimeouts,
+    BreakerConfig, RetryPolicy, UpstreamApi, UpstreamConfig, UpstreamEndpoint, UpstreamFamily,
+    UpstreamTimeouts,
 };
 pub use validate::parse;
 

@@ -94,6 +94,7 @@ pub(crate) struct RawUpstream {
     pub(crate) retries: Option<RawRetries>,
     pub(crate) breaker: Option<RawBreaker>,
     pub(crate) family: Option<String>,
+    pub(crate) api: Option<String>,
 }
 
 /// `upstreams[].endpoints[]`

@@ -17,6 +17,18 @@ pub struct UpstreamConfig {
     pub breaker: BreakerConfig,
     /// Which API dialect it speaks beyond the common OpenAI subset.
     pub family: UpstreamFamily,
+    /// Which API it serves: chat completions, or Anthropic's Messages.
+    pub api: UpstreamApi,
+}
+
+/// The API an upstream serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamApi {
+    /// OpenAI-compatible: `/chat/completions`, `/embeddings`, `/completions`.
+    #[default]
+    OpenAi,
+    /// Anthropic's `/messages` (the gateway translates chat completions).
+    Anthropic,
 }
 
 /// The dialect of an upstream, for the parameters that differ between them.

@@ -97,6 +97,15 @@ async fn forward(
         return Err(Refusal::UnknownModel(name).into());
     };
     let m = config.model(id);
+    if state.upstreams.api(m.upstream) == routemesh_common::config::UpstreamApi::Anthropic {
+        return Err(ApiError::bad_request(
+            format!(
+                "model `{name}` is served by an Anthropic upstream, which has no {} endpoint",
+                path.as_str()
+            ),
+            Some("model".into()),
+        ));
+    }
     value["model"] = Value::String(m.upstream_model.clone());
     let out = Outgoing {
         body: Bytes::from(value.to_string()),

@@ -15,6 +15,7 @@
 //! (weighted choice, backoff, what is retriable). API keys are read once at
 //! start from the environment variables the config names, and never logged.
 
+mod anthropic;
 mod breaker;
 mod policy;
 #[cfg(test)]
@@ -28,7 +29,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use routemesh_common::Config;
-use routemesh_common::config::{RetryPolicy, UpstreamId, UpstreamTimeouts};
+use routemesh_common::config::{RetryPolicy, UpstreamApi, UpstreamId, UpstreamTimeouts};
 use tokio::time::Instant;
 
 use self::breaker::{Admission, Breaker, Transition};
@@ -140,6 +141,9 @@ struct Upstream {
     /// One per endpoint, under one lock so a choice sees them all at once.
     breakers: Mutex<Vec<Breaker>>,
     auth: Option<HeaderValue>,
+    /// The key alone, for an Anthropic upstream's `x-api-key`.
+    key: Option<HeaderValue>,
+    api: UpstreamApi,
     timeouts: UpstreamTimeouts,
     retries: RetryPolicy,
 }
@@ -166,17 +170,22 @@ impl UpstreamPool {
                 .pool_idle_timeout(Duration::from_secs(90))
                 .tcp_nodelay(true)
                 .build()?;
-            let auth = u.api_key_env.as_deref().and_then(|var| match std::env::var(var) {
-                Ok(key) if !key.is_empty() => {
-                    let mut v = HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
-                    v.set_sensitive(true);
-                    Some(v)
-                }
+            let secret = u.api_key_env.as_deref().and_then(|var| match std::env::var(var) {
+                Ok(key) if !key.is_empty() => Some(key),
                 _ => {
                     tracing::warn!(upstream = %u.name, env = %var, "API key variable is not set; sending no key");
                     None
                 }
             });
+            let sensitive = |text: String| {
+                let mut v = HeaderValue::from_str(&text).ok()?;
+                v.set_sensitive(true);
+                Some(v)
+            };
+            let auth = secret
+                .clone()
+                .and_then(|k| sensitive(format!("Bearer {k}")));
+            let key = secret.and_then(sensitive);
             for i in 0..u.endpoints.len() {
                 endpoint_gauge(&u.name, i, false);
             }
@@ -193,6 +202,8 @@ impl UpstreamPool {
                     .collect(),
                 breakers: Mutex::new(vec![Breaker::new(u.breaker); u.endpoints.len()]),
                 auth,
+                key,
+                api: u.api,
                 timeouts: u.timeouts,
                 retries: u.retries,
             });
@@ -222,6 +233,112 @@ impl UpstreamPool {
         started: Instant,
     ) -> Result<Reply, Failure> {
         let u = &self.upstreams[id.0];
+        if u.api == UpstreamApi::Anthropic {
+            return u.forward_translated(out, started).await;
+        }
+        u.forward(out, started).await
+    }
+
+    /// Which API upstream `id` serves.
+    pub fn api(&self, id: UpstreamId) -> UpstreamApi {
+        self.upstreams[id.0].api
+    }
+}
+
+impl Upstream {
+    /// Chat completions to and from an Anthropic upstream: the request
+    /// translated (what cannot be is a 400 in OpenAI's shape, no endpoint
+    /// asked), then the answer, errors included.
+    async fn forward_translated(&self, out: &Outgoing, started: Instant) -> Result<Reply, Failure> {
+        let body = match anthropic::request(&out.body) {
+            Ok(b) => b,
+            Err(message) => {
+                let body = serde_json::json!({ "error": {
+                    "message": message, "type": "invalid_request_error", "param": null,
+                    "code": "not_translatable",
+                }});
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                return Err(Failure::Status {
+                    status: StatusCode::BAD_REQUEST,
+                    headers,
+                    body: Bytes::from(body.to_string()),
+                });
+            }
+        };
+        let translated = Outgoing {
+            body: Bytes::from(body),
+            headers: out.headers.clone(),
+            path: out.path,
+        };
+        match self.forward(&translated, started).await {
+            Ok(reply) => Ok(self.translate_reply(reply).await),
+            Err(Failure::Status {
+                status,
+                mut headers,
+                body,
+            }) => {
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Err(Failure::Status {
+                    status,
+                    headers,
+                    body: Bytes::from(anthropic::error(&body).to_string()),
+                })
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// A Messages answer as a chat-completions one.
+    async fn translate_reply(&self, reply: Reply) -> Reply {
+        let Reply {
+            status,
+            mut headers,
+            body,
+        } = reply;
+        let is_stream = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if status.is_success() && is_stream {
+            return Reply {
+                status,
+                headers,
+                body: anthropic::chunks(body),
+            };
+        }
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let translated = match anthropic::collect(body, 64 << 20).await {
+            Ok(bytes) => {
+                let v = if status.is_success() {
+                    serde_json::from_slice(&bytes)
+                        .map(|m| anthropic::completion(&m))
+                        .unwrap_or_else(|_| anthropic::error(&bytes))
+                } else {
+                    anthropic::error(&bytes)
+                };
+                Ok(Bytes::from(v.to_string()))
+            }
+            Err(e) => Err(e),
+        };
+        Reply {
+            status,
+            headers,
+            body: Box::pin(futures_util::stream::iter([translated])),
+        }
+    }
+
+    async fn forward(&self, out: &Outgoing, started: Instant) -> Result<Reply, Failure> {
+        let u = self;
         let deadline = started + u.timeouts.total;
         let mut tried = vec![false; u.endpoints.len()];
         let mut last = None;
@@ -416,14 +533,28 @@ impl Upstream {
         first_byte_by: Instant,
         deadline: Instant,
     ) -> Result<Reply, Attempt> {
+        let path = match self.api {
+            UpstreamApi::OpenAi => out.path.as_str(),
+            UpstreamApi::Anthropic => "/messages",
+        };
         let mut req = self
             .client
-            .post(format!("{}{}", self.endpoints[ep].url, out.path.as_str()))
+            .post(format!("{}{path}", self.endpoints[ep].url))
             .headers(out.headers.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(out.body.clone());
-        if let Some(auth) = &self.auth {
-            req = req.header(http::header::AUTHORIZATION, auth.clone());
+        match self.api {
+            UpstreamApi::OpenAi => {
+                if let Some(auth) = &self.auth {
+                    req = req.header(http::header::AUTHORIZATION, auth.clone());
+                }
+            }
+            UpstreamApi::Anthropic => {
+                req = req.header("anthropic-version", anthropic::VERSION);
+                if let Some(key) = &self.key {
+                    req = req.header("x-api-key", key.clone());
+                }
+            }
         }
         let work = async {
             let resp = req.send().await.map_err(|e| transport(&e))?;

@@ -9,6 +9,7 @@ mod api;
 mod auth;
 mod cache;
 mod config_cli;
+mod dialects;
 mod envoy_config;
 mod errors;
 mod ext_proc;

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use super::Validator;
 use crate::config::raw::{RawBreaker, RawEndpoint, RawRetries, RawTimeouts, RawUpstream};
 use crate::config::{
-    BreakerConfig, RetryPolicy, UpstreamConfig, UpstreamEndpoint, UpstreamFamily, UpstreamTimeouts,
+    BreakerConfig, RetryPolicy, UpstreamApi, UpstreamConfig, UpstreamEndpoint, UpstreamFamily,
+    UpstreamTimeouts,
 };
 
 /// Largest endpoint weight.
@@ -46,6 +47,17 @@ impl Validator {
                     UpstreamFamily::OpenAi
                 }
             };
+            let api = match u.api.as_deref() {
+                None | Some("openai") => UpstreamApi::OpenAi,
+                Some("anthropic") => UpstreamApi::Anthropic,
+                Some(other) => {
+                    self.error(
+                        &format!("{path}.api"),
+                        format!("`{other}`: use openai (chat completions) or anthropic (Messages)"),
+                    );
+                    UpstreamApi::OpenAi
+                }
+            };
             out.push(UpstreamConfig {
                 name: u.name,
                 endpoints,
@@ -54,6 +66,7 @@ impl Validator {
                 retries,
                 breaker,
                 family,
+                api,
             });
         }
         out
