@@ -170,3 +170,18 @@ fn the_example_config_keeps_its_upstreams_valid() {
     let c = ok(EXAMPLE);
     assert!(c.upstreams.iter().all(|u| !u.endpoints.is_empty()));
 }
+
+#[test]
+fn an_upstream_speaks_openai_by_default_or_anthropic_and_nothing_else() {
+    use crate::config::UpstreamApi;
+    assert_eq!(ok(BASE).upstreams[0].api, UpstreamApi::OpenAi);
+    let c = ok(&with_upstreams(
+        "  - { name: up, base_url: \"https://api.anthropic.com/v1\", api: anthropic }\n",
+    ));
+    assert_eq!(c.upstreams[0].api, UpstreamApi::Anthropic);
+    let e = errors(&with_upstreams(
+        "  - { name: up, base_url: \"http://127.0.0.1:9000/v1\", api: grpc }\n",
+    ));
+    assert!(has(&e, "upstreams[0].api"), "{e:?}");
+    assert!(e.iter().any(|m| m.contains("anthropic")), "says what to use: {e:?}");
+}
