@@ -104,10 +104,10 @@ fn main() {
         rows.join("\n")
     );
     print!("{text}");
-    if let Some(path) = report {
-        if let Err(e) = std::fs::write(&path, &text) {
-            eprintln!("cannot write {path}: {e}");
-            std::process::exit(1);
-        }
+    if let Some(path) = report
+        && let Err(e) = std::fs::write(&path, &text)
+    {
+        eprintln!("cannot write {path}: {e}");
+        std::process::exit(1);
     }
 }
