@@ -307,6 +307,11 @@ impl Learner {
         Ok(Applied::Applied)
     }
 
+    /// The sled store the learner writes through to, if any.
+    pub fn store(&self) -> Option<&LearnStore> {
+        self.store.as_ref()
+    }
+
     /// The last stream sequence applied, from the store.
     pub fn last_sequence(&self) -> Result<Option<u64>, StoreError> {
         match &self.store {

@@ -27,7 +27,12 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("learning store: corrupt entry `{key}`: {message}")]
     Corrupt { key: String, message: String },
+    #[error("learning store: tree `{0}` is the learner's own")]
+    Reserved(String),
 }
+
+/// The learner's own trees: [`LearnStore::tree`] does not lend them.
+const OWN_TREES: [&str; 4] = ["arms", "applied", "applied_order", "meta"];
 
 /// What is known about one (decision, model) arm.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -79,14 +84,31 @@ pub enum Commit {
 impl LearnStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::open(dir)?;
+        let db = open_db(dir)?;
         Ok(Self {
-            arms: db.open_tree("arms")?,
-            applied: db.open_tree("applied")?,
-            applied_order: db.open_tree("applied_order")?,
-            meta: db.open_tree("meta")?,
+            arms: db.open_tree(OWN_TREES[0])?,
+            applied: db.open_tree(OWN_TREES[1])?,
+            applied_order: db.open_tree(OWN_TREES[2])?,
+            meta: db.open_tree(OWN_TREES[3])?,
             db,
         })
+    }
+
+    /// Another tree of the same sled database, for state that must commit
+    /// or flush together with the learner's (the gateway's outbox of
+    /// outcome events and its memory of routed requests). A sled folder is
+    /// opened once per process, so whoever shares it asks here.
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        if OWN_TREES.contains(&name) {
+            return Err(StoreError::Reserved(name.to_owned()));
+        }
+        Ok(self.db.open_tree(name)?)
+    }
+
+    /// Writes everything committed so far to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Every stored arm, by (decision, model).
@@ -187,6 +209,32 @@ impl LearnStore {
     }
 }
 
+/// How long an open waits for the directory's lock to be let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens the database, waiting up to [`LOCK_WAIT`] for its lock: sled lets
+/// go of it only when its background threads have dropped their handles,
+/// a moment after a close, so a learner reopened in the same process at
+/// once (a restart, a test) could find its own lock still held. Another
+/// process holding it still fails, after the wait, with sled's error. (The
+/// cache's store does the same: `routemesh_cache::store`.)
+fn open_db(path: &Path) -> sled::Result<sled::Db> {
+    let until = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::open(path) {
+            // sled reports the lock as an `Other` IO error with this text.
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock")
+                    && std::time::Instant::now() < until =>
+            {
+                // Real time: a blocking open waiting on a file lock.
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +288,28 @@ mod tests {
         );
         assert_eq!(store.last_sequence()?, Some(13), "the None commit keeps it");
         assert!(store.was_applied("e2")? && !store.was_applied("e7")?);
+        Ok(())
+    }
+
+    #[test]
+    fn a_shared_tree_commits_beside_the_learner_and_its_own_trees_are_not_lent()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        {
+            let store = LearnStore::open(dir.path())?;
+            let outbox = store.tree("outbox")?;
+            outbox.insert(b"k", b"v")?;
+            store.flush()?;
+            for own in OWN_TREES {
+                assert!(
+                    matches!(store.tree(own), Err(StoreError::Reserved(_))),
+                    "{own}"
+                );
+            }
+        }
+        let store = LearnStore::open(dir.path())?;
+        assert_eq!(store.tree("outbox")?.get(b"k")?.as_deref(), Some(&b"v"[..]));
+        assert!(store.arms()?.is_empty(), "a shared tree is not an arm");
         Ok(())
     }
 

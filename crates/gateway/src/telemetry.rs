@@ -75,6 +75,11 @@ pub const OUTCOME_ERRORS_TOTAL: &str = "routemesh_outcome_errors_total";
 /// Routed requests remembered for feedback (gauge; set by
 /// [`crate::learning`]).
 pub const FEEDBACK_REMEMBERED: &str = "routemesh_feedback_remembered";
+/// Outcome events taken (feedback acknowledged, implicit outcomes) and
+/// waiting in the learning outbox for delivery to the JetStream stream or
+/// the learner; grows while NATS is down (gauge; set by
+/// [`crate::learning`]).
+pub const OUTBOX_EVENTS: &str = "routemesh_outcome_outbox_events";
 /// API requests accepted with a key, by `tenant` (counter; emitted by
 /// [`crate::http::guard`]). A tenant is a name from the key table, so the
 /// label is bounded by it; an open gateway's derived tenants are not
@@ -300,6 +305,11 @@ fn describe() {
         FEEDBACK_REMEMBERED,
         Unit::Count,
         "Routed requests remembered for feedback."
+    );
+    g!(
+        OUTBOX_EVENTS,
+        Unit::Count,
+        "Outcome events waiting in the outbox for delivery."
     );
     c!(
         TENANT_REQUESTS_TOTAL,

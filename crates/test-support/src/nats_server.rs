@@ -24,7 +24,8 @@ pub enum NatsServerError {
 pub struct NatsServer {
     child: Child,
     port: u16,
-    _store: Option<tempfile::TempDir>,
+    /// The JetStream store, kept across [`NatsServer::restart`].
+    store: Option<tempfile::TempDir>,
 }
 
 impl NatsServer {
@@ -39,37 +40,31 @@ impl NatsServer {
     }
 
     fn launch(jetstream: bool) -> Result<Self, NatsServerError> {
-        let binary = binary().ok_or(NatsServerError::NotInstalled)?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let mut cmd = Command::new(binary);
-        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
         let store = if jetstream {
-            let dir = tempfile::tempdir()?;
-            cmd.arg("-js").arg("-sd").arg(dir.path());
-            Some(dir)
+            Some(tempfile::tempdir()?)
         } else {
             None
         };
-        let child = cmd.spawn()?;
-        let server = Self {
-            child,
-            port,
-            _store: store,
-        };
-        let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(server);
-            }
-            // Real time: nats-server is a child process on the wall clock;
-            // this is the poll interval of a bounded wait for its port.
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(NatsServerError::NotListening(port))
+        let child = spawn(port, store.as_ref().map(tempfile::TempDir::path))?;
+        Ok(Self { child, port, store })
+    }
+
+    /// SIGKILL: the server vanishes (its JetStream store stays for
+    /// [`NatsServer::restart`]).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and JetStream store, as a
+    /// NATS outage ends (call [`NatsServer::stop`] first).
+    pub fn restart(&mut self) -> Result<(), NatsServerError> {
+        self.stop();
+        self.child = spawn(self.port, self.store.as_ref().map(tempfile::TempDir::path))?;
+        Ok(())
     }
 
     /// `nats://127.0.0.1:PORT`
@@ -83,6 +78,32 @@ impl Drop for NatsServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `nats-server` on `port` (with JetStream storing in `store`, if
+/// any) and waits until it accepts connections.
+fn spawn(port: u16, store: Option<&std::path::Path>) -> Result<Child, NatsServerError> {
+    let binary = binary().ok_or(NatsServerError::NotInstalled)?;
+    let mut cmd = Command::new(binary);
+    cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(dir) = store {
+        cmd.arg("-js").arg("-sd").arg(dir);
+    }
+    let mut child = cmd.spawn()?;
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(child);
+        }
+        // Real time: nats-server is a child process on the wall clock;
+        // this is the poll interval of a bounded wait for its port.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(NatsServerError::NotListening(port))
 }
 
 fn binary() -> Option<PathBuf> {

@@ -4,12 +4,14 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::openai::ApiError;
 use crate::auth::Tenant;
+use crate::learning::Taken;
 use crate::state::AppState;
 
 /// `{"request_id": "...", "reward": 0.8}` or `{"request_id": "...", "reward": "up"}`.
@@ -45,11 +47,16 @@ impl Reward {
     }
 }
 
+/// 200 when the rating was applied before the answer (`share: local`),
+/// 202 when it is safely queued for the stream (`share: jetstream`, at
+/// once, whether NATS is up or not) or for the learner; the body is the
+/// same, its `status` saying which (`applied`, `queued`). Either way it is
+/// applied once, and a second rating of the request is a 409.
 pub(super) async fn feedback(
     State(state): State<AppState>,
     Extension(tenant): Extension<Tenant>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body = super::read_body(&state, body)?;
     let req: FeedbackRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
@@ -60,17 +67,25 @@ pub(super) async fn feedback(
         )
     })?;
     let reward = req.reward.value()?;
-    let routed = state
+    let accepted = state
         .learning
         .feedback(&req.request_id, &tenant, reward)
         .await?;
-    Ok(Json(json!({
-        "object": "feedback",
-        "request_id": req.request_id,
-        "decision": routed.decision,
-        "model": routed.model,
-        "reward": reward,
-    })))
+    let status = match accepted.taken {
+        Taken::Applied => StatusCode::OK,
+        Taken::Queued => StatusCode::ACCEPTED,
+    };
+    Ok((
+        status,
+        Json(json!({
+            "object": "feedback",
+            "request_id": req.request_id,
+            "decision": accepted.routed.decision,
+            "model": accepted.routed.model,
+            "reward": reward,
+            "status": accepted.taken.as_str(),
+        })),
+    ))
 }
 
 /// The learned posteriors per (decision, model), the sharing mode and the

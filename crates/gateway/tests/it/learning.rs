@@ -125,6 +125,10 @@ async fn feedback_updates_the_posterior_of_the_model_that_answered() -> Result<(
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["model"], model.as_str());
     assert_eq!(body["decision"], "learned");
+    assert_eq!(
+        body["status"], "applied",
+        "share: local applies it before answering"
+    );
     assert_eq!(arm(&gw, "learned", &model).await?, (2.0, 1.0));
 
     // Once per request.
@@ -302,7 +306,8 @@ async fn feedback_to_one_gateway_teaches_every_gateway_through_jetstream() -> Re
     let mut gw_b = Gateway::start(&text(1)).await?;
     let (id, model) = routed(&gw_a, "learnme").await?;
     let (status, body) = feedback(&gw_a, json!({ "request_id": id, "reward": 1 })).await?;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 202, "queued for the stream: {body}");
+    assert_eq!(body["status"], "queued");
     // Both apply the event from the stream, the gateway that took it too.
     wait_for_arm(&gw_a, "learned", &model, (2.0, 1.0)).await?;
     wait_for_arm(&gw_b, "learned", &model, (2.0, 1.0)).await?;
@@ -321,7 +326,7 @@ async fn feedback_to_one_gateway_teaches_every_gateway_through_jetstream() -> Re
         (1.0, 2.0)
     };
     let (status, _) = feedback(&gw_c, json!({ "request_id": id, "reward": 0 })).await?;
-    assert_eq!(status, 200);
+    assert_eq!(status, 202);
     let gw_b = Gateway::start(&text(1)).await?;
     wait_for_arm(&gw_b, "learned", &model2, want2).await?;
     wait_for_arm(&gw_a, "learned", &model2, want2).await?;
@@ -366,5 +371,199 @@ async fn a_gateway_refuses_to_start_without_jetstream() -> Result<()> {
     assert_eq!(out.status.code(), Some(69));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("JetStream"), "{stderr}");
+    Ok(())
+}
+
+/// A JetStream-sharing gateway config with its own learning store in `dir`.
+fn shared(a: &Fake, b: &Fake, nats_url: &str, dir: &Path) -> String {
+    let share = format!(
+        "share: jetstream, stream: TEST_OUTCOMES, {}",
+        store(&dir.join("learn"))
+    );
+    format!(
+        "{}nats: {{ url: \"{nats_url}\" }}\n",
+        config(a, b, ((1, 1), (1, 1)), &share)
+    )
+}
+
+/// Polls `GET /admin/learning` (up to 60 s: a NATS client reconnects with
+/// a backoff of a few seconds) until `done` holds; returns that state.
+async fn wait_for_learning(
+    gw: &Gateway,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Result<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = gw.get_json("/admin/learning").await?;
+        if done(&v) {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{what} never happened: {v}");
+        }
+        // Real: polling the gateway process (and its NATS client).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Rewards applied, over every arm.
+fn total_rewards(v: &Value) -> u64 {
+    v["arms"].as_array().map_or(0, |arms| {
+        arms.iter().filter_map(|a| a["rewards"].as_u64()).sum()
+    })
+}
+
+/// The arm each model of `learned` should have after these (model, reward)
+/// ratings from the uniform prior.
+fn expected(rated: &[(String, f64)], model: &str) -> (f64, f64) {
+    rated
+        .iter()
+        .filter(|(m, _)| m == model)
+        .fold((1.0, 1.0), |(a, b), (_, r)| (a + r, b + 1.0 - r))
+}
+
+/// Waits until `gw` has applied exactly `rated` (and nothing else rated),
+/// then rates one more request on `gw` as a sentinel: once it is applied,
+/// anything re-published before it has been applied too (the stream is
+/// ordered), so the totals prove each rating was applied once.
+async fn applied_once(gw: &Gateway, rated: &[(String, f64)]) -> Result<()> {
+    let n = rated.len() as u64;
+    wait_for_learning(gw, "every rating applied", |v| total_rewards(v) >= n).await?;
+    for model in ["model-a", "model-b"] {
+        assert_eq!(
+            arm(gw, "learned", model).await?,
+            expected(rated, model),
+            "{model}"
+        );
+    }
+    let (id, _) = routed(gw, "learnme: the sentinel").await?;
+    let (status, body) = feedback(gw, json!({ "request_id": id, "reward": 1 })).await?;
+    assert_eq!(status, 202, "{body}");
+    let v = wait_for_learning(gw, "the sentinel applied", |v| total_rewards(v) > n).await?;
+    assert_eq!(total_rewards(&v), n + 1, "each rating applied once: {v}");
+    Ok(())
+}
+
+/// Regression (issue 16, 2): with `share: jetstream` and NATS down, each
+/// feedback blocked 5 s and answered 503, yet was published and applied
+/// when NATS returned (and a retry got a 409). Now it is taken into the
+/// outbox and acknowledged at once with a 202, waits there while NATS is
+/// down, and is applied once on every gateway when NATS returns.
+#[tokio::test]
+async fn feedback_while_nats_is_down_is_acknowledged_at_once_and_applied_once_when_it_returns()
+-> Result<()> {
+    let mut nats = NatsServer::start_with_jetstream()?;
+    let (a, b) = fakes().await?;
+    let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let gw_a = Gateway::start(&shared(&a, &b, &nats.url(), dir_a.path())).await?;
+    let gw_b = Gateway::start(&shared(&a, &b, &nats.url(), dir_b.path())).await?;
+    let mut answered = Vec::new();
+    for prompt in ["learnme one", "learnme two", "learnme three"] {
+        answered.push(routed(&gw_a, prompt).await?);
+    }
+
+    nats.stop();
+    let mut rated = Vec::new();
+    for ((id, model), reward) in answered.iter().zip([1.0, 1.0, 0.0]) {
+        let (status, body) = feedback(&gw_a, json!({ "request_id": id, "reward": reward })).await?;
+        assert_eq!(status, 202, "acknowledged while NATS is down: {body}");
+        assert_eq!(body["status"], "queued");
+        assert_eq!(body["model"], model.as_str());
+        rated.push((model.clone(), reward));
+    }
+    // A client that retries an acknowledged rating is told it is taken.
+    let (status, body) =
+        feedback(&gw_a, json!({ "request_id": answered[0].0, "reward": 1 })).await?;
+    assert_eq!(status, 409, "{body}");
+    let v = gw_a.get_json("/admin/learning").await?;
+    assert!(v["outbox"]["events"].as_u64() >= Some(3), "queued: {v}");
+    assert_eq!(v["outbox"]["durable"], true);
+    assert_eq!(total_rewards(&v), 0, "applied from the stream only: {v}");
+
+    nats.restart()?;
+    applied_once(&gw_a, &rated).await?;
+    wait_for_learning(&gw_a, "the outbox drained", |v| v["outbox"]["events"] == 0).await?;
+    // The other gateway gets every rating once too (and the sentinel).
+    let v = wait_for_learning(&gw_b, "gateway B caught up", |v| {
+        total_rewards(v) > rated.len() as u64
+    })
+    .await?;
+    assert_eq!(total_rewards(&v), rated.len() as u64 + 1, "{v}");
+    Ok(())
+}
+
+/// Regression (issue 16, 2): feedback taken while NATS was down lived only
+/// in the NATS client's buffer, lost with the gateway. Now it is on disk
+/// before it is acknowledged: a gateway killed before NATS returns
+/// delivers it after its restart, once.
+#[tokio::test]
+async fn acknowledged_feedback_survives_a_kill_9_before_nats_returns() -> Result<()> {
+    let mut nats = NatsServer::start_with_jetstream()?;
+    let (a, b) = fakes().await?;
+    let dir = tempfile::tempdir()?;
+    let text = shared(&a, &b, &nats.url(), dir.path());
+    let mut gw = Gateway::start(&text).await?;
+    let mut answered = Vec::new();
+    for prompt in ["learnme one", "learnme two"] {
+        answered.push(routed(&gw, prompt).await?);
+    }
+
+    nats.stop();
+    let mut rated = Vec::new();
+    for ((id, model), reward) in answered.iter().zip([1.0, 0.25]) {
+        let (status, body) = feedback(&gw, json!({ "request_id": id, "reward": reward })).await?;
+        assert_eq!(status, 202, "{body}");
+        rated.push((model.clone(), reward));
+    }
+    gw.kill().await?;
+
+    nats.restart()?;
+    let gw = Gateway::start(&text).await?;
+    applied_once(&gw, &rated).await?;
+    wait_for_learning(&gw, "the outbox drained", |v| v["outbox"]["events"] == 0).await?;
+    // Acknowledged ratings stay taken across the restart.
+    let (status, body) = feedback(&gw, json!({ "request_id": answered[0].0, "reward": 1 })).await?;
+    assert_eq!(status, 409, "{body}");
+    Ok(())
+}
+
+/// Regression (issue 16, 3): the memory of routed requests was in memory
+/// only, so feedback for a request answered before a restart, graceful or
+/// not, was a 404. With a learning store it is kept there.
+#[tokio::test]
+async fn feedback_for_a_request_answered_before_a_restart_is_accepted() -> Result<()> {
+    let (a, b) = fakes().await?;
+    let dir = tempfile::tempdir()?;
+    let text = config(&a, &b, ((1, 1), (1, 1)), &store(&dir.path().join("learn")));
+    let mut gw = Gateway::start(&text).await?;
+    let (before_kill, _) = routed(&gw, "learnme before the kill").await?;
+    let (rated, _) = routed(&gw, "learnme rated before the kill").await?;
+    let (status, _) = feedback(&gw, json!({ "request_id": rated, "reward": 1 })).await?;
+    assert_eq!(status, 200);
+    // The memory reaches the disk just after the request is routed, off
+    // the request path: wait for it, then SIGKILL.
+    wait_for_learning(&gw, "the request memory on disk", |v| {
+        v["memory"]["durable"] == true && v["memory"]["unflushed"] == 0
+    })
+    .await?;
+    gw.kill().await?;
+
+    let mut gw = Gateway::start(&text).await?;
+    let v = gw.get_json("/admin/learning").await?;
+    assert_eq!(v["memory"]["requests"], 2, "{v}");
+    let (status, body) = feedback(&gw, json!({ "request_id": before_kill, "reward": 0 })).await?;
+    assert_eq!(status, 200, "answered before a kill -9: {body}");
+    let (status, body) = feedback(&gw, json!({ "request_id": rated, "reward": 0 })).await?;
+    assert_eq!(status, 409, "rated before the kill -9: {body}");
+    let (before_stop, _) = routed(&gw, "learnme before a graceful stop").await?;
+    assert_eq!(gw.terminate().await?, Some(0));
+
+    let gw = Gateway::start(&text).await?;
+    let (status, body) = feedback(&gw, json!({ "request_id": before_stop, "reward": 1 })).await?;
+    assert_eq!(status, 200, "answered before a graceful restart: {body}");
+    let (status, _) = feedback(&gw, json!({ "request_id": before_kill, "reward": 1 })).await?;
+    assert_eq!(status, 409);
+    assert_eq!(total_rewards(&gw.get_json("/admin/learning").await?), 3);
     Ok(())
 }
