@@ -3,12 +3,16 @@
 //! [`Embeddings`]; a failure is a [`ClassifyFailure`] the pipeline can route
 //! around (degrade) or refuse on, as the config says.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use routemesh_classifier_worker::{Batcher, ClassifyError, EmbedTimings, Embedding};
+use routemesh_common::config::Hedge;
 use routemesh_common::wire::{self, ClassifyReply, ClassifyRequest, WIRE_VERSION};
+
+use crate::telemetry::CLASSIFY_HEDGES_TOTAL;
 
 /// Where prompts are embedded.
 #[derive(Debug, Clone)]
@@ -28,6 +32,8 @@ pub struct NatsPool {
     subject: String,
     /// Classifiers that other pools run: output name → pool.
     elsewhere: BTreeMap<String, String>,
+    /// When requests are sent again to another worker (shared by clones).
+    hedging: Arc<Hedging>,
 }
 
 impl NatsPool {
@@ -37,7 +43,14 @@ impl NatsPool {
             pool: pool.to_owned(),
             subject: wire::classify_subject(pool),
             elsewhere: BTreeMap::new(),
+            hedging: Arc::new(Hedging::new(Hedge::Auto)),
         }
+    }
+
+    /// Hedges as `classifier.hedge` says (`auto` unless set).
+    pub fn with_hedge(mut self, hedge: Hedge) -> Self {
+        self.hedging = Arc::new(Hedging::new(hedge));
+        self
     }
 
     /// Sends these outputs to other pools (output name → pool); the prompt
@@ -197,6 +210,11 @@ async fn embed_fanout(
     Ok(embeddings)
 }
 
+/// Asks the pool, and — when no reply has come after the hedge delay, or
+/// the first worker answered it is overloaded or none was there — asks
+/// again (NATS gives a queue-group request to a worker at random, and a
+/// killed worker's subscription is gone with its connection), taking the
+/// first answer; all within `deadline` and the hedge budget.
 async fn embed_remote(
     pool: &NatsPool,
     subject: &str,
@@ -210,10 +228,86 @@ async fn embed_remote(
     let deadline_ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
     let mut request = ClassifyRequest::new(request_id, texts, deadline_ms);
     request.outputs = outputs.to_vec();
-    let body = serde_json::to_vec(&request)
-        .map_err(|e| ClassifyFailure::Transport(format!("cannot encode the request: {e}")))?;
+    let body = Bytes::from(
+        serde_json::to_vec(&request)
+            .map_err(|e| ClassifyFailure::Transport(format!("cannot encode the request: {e}")))?,
+    );
+    let hedging = &pool.hedging;
+    hedging.requested();
+    let started = Instant::now();
+    let ask = |timeout: Duration| ask_once(pool, subject, pool_name, body.clone(), n, timeout);
+    let first = ask(deadline);
+    tokio::pin!(first);
+    let Some(delay) = hedging.delay(deadline) else {
+        let result = first.await;
+        hedging.observe(started.elapsed(), &result);
+        return result;
+    };
+    let early = tokio::select! {
+        result = &mut first => Some(result),
+        () = tokio::time::sleep(delay) => None,
+    };
+    let retry_now = match &early {
+        // A quick "busy" or "nobody there": another worker may answer.
+        Some(Err(ClassifyFailure::Overloaded | ClassifyFailure::NoResponders(_))) => true,
+        Some(result) => {
+            hedging.observe(started.elapsed(), result);
+            return early.unwrap_or(Err(ClassifyFailure::Timeout(deadline)));
+        }
+        None => false,
+    };
+    let left = deadline.saturating_sub(started.elapsed());
+    if left.is_zero() || !hedging.take() {
+        return match early {
+            Some(result) => result,
+            None => {
+                let result = first.await;
+                hedging.observe(started.elapsed(), &result);
+                result
+            }
+        };
+    }
+    metrics::counter!(CLASSIFY_HEDGES_TOTAL, "outcome" => "sent").increment(1);
+    tracing::debug!(
+        request_id,
+        pool = pool_name,
+        after_ms = started.elapsed().as_millis() as u64,
+        "classify request sent again to another worker"
+    );
+    let second = ask(left);
+    if retry_now {
+        return second.await;
+    }
+    tokio::pin!(second);
+    // The first answer wins; a failure waits for the other request.
+    let (result, hedge_won) = tokio::select! {
+        r = &mut first => match r {
+            Ok(e) => (Ok(e), false),
+            Err(_) => (second.await, true),
+        },
+        r = &mut second => match r {
+            Ok(e) => (Ok(e), true),
+            Err(_) => (first.await, false),
+        },
+    };
+    if hedge_won && result.is_ok() {
+        metrics::counter!(CLASSIFY_HEDGES_TOTAL, "outcome" => "won").increment(1);
+    }
+    hedging.observe(started.elapsed(), &result);
+    result
+}
+
+/// One request to the pool, answered or failed within `timeout`.
+async fn ask_once(
+    pool: &NatsPool,
+    subject: &str,
+    pool_name: &str,
+    body: Bytes,
+    n: usize,
+    deadline: Duration,
+) -> Result<Embeddings, ClassifyFailure> {
     let request = async_nats::Request::new()
-        .payload(Bytes::from(body))
+        .payload(body)
         .timeout(Some(deadline));
     let msg = pool
         .client
@@ -275,4 +369,170 @@ async fn embed_remote(
         worker: Some(reply.worker),
         partial: Vec::new(),
     })
+}
+
+/// How many latencies the hedge delay is estimated from.
+const HEDGE_WINDOW: usize = 128;
+/// Hedges are allowed at one per this many requests (in the long run).
+const HEDGE_EVERY: f64 = 10.0;
+/// Most hedges saved up for a burst of failures (a killed worker's load).
+const HEDGE_BURST: f64 = 10.0;
+/// The shortest automatic hedge delay.
+const HEDGE_FLOOR: Duration = Duration::from_millis(50);
+
+/// The hedging policy of one pool: a delay from recent latencies and a
+/// token bucket that keeps hedges to about one request in ten, so a pool
+/// that is slow because it is overloaded is not sent twice the load.
+#[derive(Debug)]
+struct Hedging {
+    mode: Hedge,
+    state: Mutex<HedgeState>,
+}
+
+#[derive(Debug)]
+struct HedgeState {
+    /// Latencies of recent answered requests, newest last.
+    recent: VecDeque<Duration>,
+    /// Hedges that may be sent now.
+    tokens: f64,
+}
+
+impl Hedging {
+    fn new(mode: Hedge) -> Self {
+        Self {
+            mode,
+            state: Mutex::new(HedgeState {
+                recent: VecDeque::with_capacity(HEDGE_WINDOW),
+                tokens: HEDGE_BURST,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HedgeState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A request is being sent: the budget grows by a tenth of a hedge.
+    fn requested(&self) {
+        let mut s = self.lock();
+        s.tokens = (s.tokens + 1.0 / HEDGE_EVERY).min(HEDGE_BURST);
+    }
+
+    /// Spends one hedge of the budget, if there is one.
+    fn take(&self) -> bool {
+        let mut s = self.lock();
+        if s.tokens >= 1.0 {
+            s.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// An answer's latency (failures say nothing about a healthy worker's
+    /// speed).
+    fn observe(&self, latency: Duration, result: &Result<Embeddings, ClassifyFailure>) {
+        if result.is_err() {
+            return;
+        }
+        let mut s = self.lock();
+        if s.recent.len() == HEDGE_WINDOW {
+            s.recent.pop_front();
+        }
+        s.recent.push_back(latency);
+    }
+
+    /// How long to wait for the first reply before hedging; `None`: never.
+    fn delay(&self, deadline: Duration) -> Option<Duration> {
+        let cap = deadline / 2;
+        match self.mode {
+            Hedge::Off => None,
+            Hedge::After(d) => (d < deadline).then_some(d),
+            Hedge::Auto => {
+                let s = self.lock();
+                if s.recent.len() < 16 {
+                    // Too few answers to know the pool: a quarter of the deadline.
+                    return Some((deadline / 4).max(HEDGE_FLOOR).min(cap));
+                }
+                let mut sorted: Vec<Duration> = s.recent.iter().copied().collect();
+                sorted.sort_unstable();
+                let p95 = sorted[(sorted.len() * 95 / 100).min(sorted.len() - 1)];
+                Some((p95 * 2).max(HEDGE_FLOOR).min(cap))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered() -> Result<Embeddings, ClassifyFailure> {
+        Ok(Embeddings {
+            items: Vec::new(),
+            timings: EmbedTimings::default(),
+            batch_size: 1,
+            worker: None,
+            partial: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn the_delay_follows_the_pools_p95_within_the_floor_and_half_the_deadline() {
+        let h = Hedging::new(Hedge::Auto);
+        let deadline = Duration::from_secs(2);
+        assert_eq!(
+            h.delay(deadline),
+            Some(Duration::from_millis(500)),
+            "unknown pool"
+        );
+        for i in 0..100u64 {
+            // 1..=100 ms: p95 is 96 ms.
+            h.observe(Duration::from_millis(i + 1), &answered());
+        }
+        assert_eq!(h.delay(deadline), Some(Duration::from_millis(192)));
+        h.observe(
+            Duration::from_secs(60),
+            &Err(ClassifyFailure::Timeout(deadline)),
+        );
+        assert_eq!(
+            h.delay(deadline),
+            Some(Duration::from_millis(192)),
+            "failures are not latencies"
+        );
+        for _ in 0..HEDGE_WINDOW {
+            h.observe(Duration::from_secs(5), &answered());
+        }
+        assert_eq!(
+            h.delay(deadline),
+            Some(Duration::from_secs(1)),
+            "at most half the deadline"
+        );
+        let fast = Hedging::new(Hedge::Auto);
+        for _ in 0..20 {
+            fast.observe(Duration::from_millis(1), &answered());
+        }
+        assert_eq!(fast.delay(deadline), Some(HEDGE_FLOOR));
+        assert_eq!(Hedging::new(Hedge::Off).delay(deadline), None);
+        let fixed = Hedging::new(Hedge::After(Duration::from_millis(300)));
+        assert_eq!(fixed.delay(deadline), Some(Duration::from_millis(300)));
+    }
+
+    #[test]
+    fn hedges_are_kept_to_one_request_in_ten_after_a_burst() {
+        let h = Hedging::new(Hedge::Auto);
+        let burst = (0..100).filter(|_| h.take()).count();
+        assert_eq!(burst, HEDGE_BURST as usize, "a saved-up burst, then none");
+        let mut sent = 0;
+        for _ in 0..1000 {
+            h.requested();
+            if h.take() {
+                sent += 1;
+            }
+        }
+        assert!(
+            (99..=101).contains(&sent),
+            "{sent} hedges for 1000 requests"
+        );
+    }
 }

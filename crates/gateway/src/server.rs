@@ -58,7 +58,11 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
                 .iter()
                 .filter_map(|d| d.pool.clone().map(|p| (d.name.clone(), p)))
                 .collect();
-            Some(NatsPool::new(client, pool).with_placement(elsewhere))
+            Some(
+                NatsPool::new(client, pool)
+                    .with_placement(elsewhere)
+                    .with_hedge(config.classifier.hedge),
+            )
         }
     };
     // Envoy's external-processor API, when configured: bound before the

@@ -103,6 +103,10 @@ pub const UPSTREAM_ENDPOINT_OPEN: &str = "routemesh_upstream_endpoint_open";
 /// every attempt on the previous one failed, by `decision` (counter;
 /// emitted by [`crate::pipeline`]).
 pub const UPSTREAM_FALLBACKS_TOTAL: &str = "routemesh_upstream_fallbacks_total";
+/// Classify requests sent again to another worker of a NATS pool, by
+/// `outcome`: `sent`, and `won` when the second request's answer was used
+/// (counter; emitted by [`crate::classify`]).
+pub const CLASSIFY_HEDGES_TOTAL: &str = "routemesh_classify_hedges_total";
 /// Client connections open on the HTTP listener (gauge; emitted by
 /// [`crate::listener`]).
 pub const HTTP_CONNECTIONS: &str = "routemesh_http_connections";

@@ -178,6 +178,23 @@ pub struct ClassifierConfig {
     /// Longest wait for the embedding of one prompt.
     pub deadline: Duration,
     pub on_unavailable: OnUnavailable,
+    /// When a NATS classify request is sent again to another worker.
+    pub hedge: Hedge,
+}
+
+/// `classifier.hedge`: sending a classify request again, to another worker
+/// of the pool, when the first has not answered (a worker killed while
+/// holding it never will).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Hedge {
+    /// After twice the pool's recent p95 latency (at least 50 ms, at most
+    /// half the deadline), within a budget of one hedge per ten requests.
+    #[default]
+    Auto,
+    /// After this long, within the same budget.
+    After(Duration),
+    /// Never.
+    Off,
 }
 
 /// Where prompts are embedded.

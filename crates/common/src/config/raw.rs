@@ -58,6 +58,7 @@ pub(crate) struct RawClassifier {
     pub(crate) pool: Option<String>,
     pub(crate) deadline: Option<String>,
     pub(crate) on_unavailable: Option<String>,
+    pub(crate) hedge: Option<String>,
 }
 
 /// `nats:`

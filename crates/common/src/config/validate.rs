@@ -19,10 +19,10 @@ use super::raw::{
     RawLearning, RawModel, RawNats, RawRoute, RawRouter, RawServer, RawSignals, RawUpstream,
 };
 use super::{
-    ClassifierConfig, ClassifierDef, Config, ConfigError, ConfigErrors, EncoderConfig, KeywordRule,
-    LabelRef, LearningConfig, LearningShare, ModelConfig, ModelCost, ModelId, NatsConfig,
-    OnUnavailable, RouteConfig, RouterConfig, ServerConfig, ServerTimeouts, SignalsConfig,
-    Transport, UpstreamConfig, UpstreamId,
+    ClassifierConfig, ClassifierDef, Config, ConfigError, ConfigErrors, EncoderConfig, Hedge,
+    KeywordRule, LabelRef, LearningConfig, LearningShare, ModelConfig, ModelCost, ModelId,
+    NatsConfig, OnUnavailable, RouteConfig, RouterConfig, ServerConfig, ServerTimeouts,
+    SignalsConfig, Transport, UpstreamConfig, UpstreamId,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -431,10 +431,19 @@ impl Validator {
                 None
             }
         };
+        let hedge = match raw.hedge.as_deref() {
+            None | Some("auto") => Hedge::Auto,
+            Some("off") => Hedge::Off,
+            Some(text) => match self.duration(Some(text), "classifier.hedge") {
+                Some(d) => Hedge::After(d),
+                None => Hedge::Auto,
+            },
+        };
         Some(ClassifierConfig {
             transport: transport?,
             deadline: deadline.unwrap_or(DEFAULT_DEADLINE),
             on_unavailable: on_unavailable?,
+            hedge,
         })
     }
 

@@ -111,8 +111,12 @@ async fn wait_for_answers(count: &AtomicUsize, n: usize, limit: Duration) {
     }
 }
 
+/// Regression (issue 16, 9): the requests a SIGKILLed worker held waited
+/// out the whole classify deadline and were routed degraded. They are now
+/// sent again to a live worker after the hedge delay: under load, no
+/// request fails and at most 1% degrade.
 #[tokio::test]
-async fn killing_a_worker_under_load_costs_at_most_the_requests_it_held() -> Result<()> {
+async fn requests_held_by_a_killed_worker_are_sent_again_to_a_live_one() -> Result<()> {
     let nats = NatsServer::start()?;
     let mut w1 = Worker::start(&nats.url(), "resilient").await?;
     let _w2 = Worker::start(&nats.url(), "resilient").await?;
@@ -162,7 +166,7 @@ async fn killing_a_worker_under_load_costs_at_most_the_requests_it_held() -> Res
     wait_for_answers(&answered, 20, Duration::from_secs(60)).await;
     w1.kill().await?;
     killed.store(true, Ordering::Relaxed);
-    wait_for_answers(&answered_late, 40, Duration::from_secs(60)).await;
+    wait_for_answers(&answered_late, 100, Duration::from_secs(60)).await;
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     for c in clients {
@@ -175,8 +179,9 @@ async fn killing_a_worker_under_load_costs_at_most_the_requests_it_held() -> Res
     );
     let degraded = all.iter().filter(|(_, d, _)| !d.is_empty()).count();
     assert!(
-        degraded <= 4,
-        "only requests in flight at the kill may degrade: {degraded}"
+        degraded * 100 <= all.len(),
+        "at most 1% degraded: {degraded} of {} ({all:?})",
+        all.len()
     );
     let late: Vec<_> = all.iter().filter(|(_, _, after)| *after).collect();
     let late_degraded = late.iter().filter(|(_, d, _)| !d.is_empty()).count();
@@ -186,7 +191,7 @@ async fn killing_a_worker_under_load_costs_at_most_the_requests_it_held() -> Res
         late.len()
     );
     assert!(
-        late_degraded <= 4,
+        late_degraded * 100 <= late.len(),
         "the surviving worker took over: {late_degraded} of {} degraded",
         late.len()
     );

@@ -534,3 +534,16 @@ fn jetstream_sharing_reads_the_nats_section_with_an_embedded_classifier() {
     ));
     assert!(has(&errs, "nats"), "{errs:#?}");
 }
+
+#[test]
+fn classifier_hedge_is_auto_off_or_a_duration() {
+    use crate::config::Hedge;
+    assert_eq!(ok(BASE).classifier.hedge, Hedge::Auto);
+    let with = |v: &str| format!("{BASE}\nclassifier: {{ hedge: {v} }}\n");
+    assert_eq!(ok(&with("off")).classifier.hedge, Hedge::Off);
+    assert_eq!(
+        ok(&with("300ms")).classifier.hedge,
+        Hedge::After(std::time::Duration::from_millis(300))
+    );
+    assert!(has(&errors(&with("sometimes")), "classifier.hedge"));
+}

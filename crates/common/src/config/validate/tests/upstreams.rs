@@ -183,5 +183,8 @@ fn an_upstream_speaks_openai_by_default_or_anthropic_and_nothing_else() {
         "  - { name: up, base_url: \"http://127.0.0.1:9000/v1\", api: grpc }\n",
     ));
     assert!(has(&e, "upstreams[0].api"), "{e:?}");
-    assert!(e.iter().any(|m| m.contains("anthropic")), "says what to use: {e:?}");
+    assert!(
+        e.iter().any(|m| m.contains("anthropic")),
+        "says what to use: {e:?}"
+    );
 }
