@@ -321,7 +321,7 @@ fn tool_call_reply(reply: &Reply, tool: &str, request: &ChatRequest) -> Response
         ))
         .into_response();
     }
-    let (head, tail) = arguments.split_at(arguments.len() / 2);
+    let (head, tail) = halves(&arguments);
     let mut call = wire::tool_call(env, tool, head);
     call["index"] = json!(0);
     let mut events = vec![
@@ -346,6 +346,15 @@ fn tool_call_reply(reply: &Reply, tool: &str, request: &ChatRequest) -> Response
     events.push("[DONE]".to_owned());
     let body: String = events.iter().map(|e| wire::sse_event(e)).collect();
     ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
+}
+
+/// `text` cut in two near its middle, at a character boundary.
+fn halves(text: &str) -> (&str, &str) {
+    let mut at = text.len() / 2;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    text.split_at(at)
 }
 
 /// What the fake answers to one valid request.
@@ -553,7 +562,7 @@ async fn messages(
             events.push(("content_block_start", json!({ "type": "content_block_start", "index": i,
                 "content_block": { "type": "tool_use", "id": block["id"], "name": block["name"], "input": {} } })));
             let args = block["input"].to_string();
-            let (a, b) = args.split_at(args.len() / 2);
+            let (a, b) = halves(&args);
             for part in [a, b] {
                 events.push(("content_block_delta", json!({ "type": "content_block_delta", "index": i, "delta": { "type": "input_json_delta", "partial_json": part } })));
             }
