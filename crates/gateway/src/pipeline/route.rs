@@ -271,7 +271,22 @@ pub async fn forward(
         // Each candidate has its upstream's whole `total` timeout: one that
         // used all of its own leaves the next one time to answer.
         let tried = tokio::time::Instant::now();
+        let more = n < forward.fallbacks.len();
         match state.upstreams.forward(m.upstream, &out, tried).await {
+            // Any other 5xx is the model's failure too: with a candidate
+            // left, it gets the request (the answer is relayed only when
+            // every candidate failed).
+            Ok(answer) if more && answer.status.is_server_error() => {
+                asked = Some(c.model);
+                if let Some(o) = &learn {
+                    o.for_model(&m.name).failed("upstream_error");
+                }
+                last = Some(Failure::Status {
+                    status: answer.status,
+                    headers: answer.headers,
+                    body: read_capped(answer.body, 64 << 10).await,
+                });
+            }
             Ok(answer) => {
                 answered = Some((c.model, answer));
                 break;
@@ -370,4 +385,17 @@ fn encode(
 ) -> Result<Bytes, Refusal> {
     let family = state.config.upstream(model.upstream).family;
     Ok(payload.encode(&model.upstream_model, reasoning, family)?)
+}
+
+/// The first `cap` bytes of a body (an error answer kept to relay).
+async fn read_capped(mut body: crate::upstream::BodyStream, cap: usize) -> Bytes {
+    use futures_util::StreamExt as _;
+    let mut out = Vec::new();
+    while out.len() < cap {
+        match body.next().await {
+            Some(Ok(chunk)) => out.extend_from_slice(&chunk[..chunk.len().min(cap - out.len())]),
+            Some(Err(_)) | None => break,
+        }
+    }
+    Bytes::from(out)
 }

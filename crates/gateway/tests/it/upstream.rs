@@ -462,3 +462,61 @@ async fn the_fallback_gets_time_of_its_own_and_only_an_asked_model_is_blamed() -
     );
     Ok(())
 }
+
+/// Issue 16 target "the fallback is tried whenever the chosen model
+/// fails": a 500 (not retried: it may be the request's fault on that
+/// server) from the chosen model's upstream now goes to the next
+/// candidate; when the last candidate answers 5xx too, that answer is
+/// relayed.
+#[tokio::test]
+async fn a_500_from_the_chosen_model_falls_back_to_the_next_candidate() -> Result<()> {
+    let broken = Fake::start(FakeConfig {
+        name: "broken".into(),
+        error_rate: 1.0,
+        ..FakeConfig::default()
+    })
+    .await?;
+    let b = Fake::serving("b", "model-b").await?;
+    let text = config(
+        &format!(
+            "  - {{ name: broken, base_url: \"{}/v1\" }}\n  - {{ name: b, base_url: \"{}/v1\" }}",
+            broken.base, b.base
+        ),
+        "  - { name: model-a, upstream: broken }\n  - { name: model-b, upstream: b }",
+        "[model-a, model-b]",
+    );
+    let gw = Gateway::start(&text).await?;
+    let resp = gw
+        .post("/v1/chat/completions", chat("auto", "fallme please"))
+        .await?;
+    assert_eq!(resp.status(), 200, "the fallback answered");
+    assert_eq!(header(&resp, "x-routemesh-model"), "model-b");
+    assert_eq!(
+        broken.requests().await?,
+        1,
+        "a 500 is not retried on its upstream"
+    );
+    assert_eq!(b.requests().await?, 1);
+
+    // Both broken: the last one's 500 is relayed, naming the last asked.
+    let only_broken = config(
+        &format!(
+            "  - {{ name: broken, base_url: \"{}/v1\" }}\n  - {{ name: b, base_url: \"{}/v1\" }}",
+            broken.base, broken.base
+        ),
+        "  - { name: model-a, upstream: broken }\n  - { name: model-b, upstream: b }",
+        "[model-a, model-b]",
+    );
+    let gw = Gateway::start(&only_broken).await?;
+    let resp = gw
+        .post("/v1/chat/completions", chat("auto", "fallme please"))
+        .await?;
+    assert_eq!(resp.status(), 500);
+    assert_eq!(header(&resp, "x-routemesh-model"), "model-b");
+    let v: Value = resp.json().await?;
+    assert!(
+        v["error"]["message"].is_string(),
+        "the upstream's body: {v}"
+    );
+    Ok(())
+}
