@@ -3,8 +3,8 @@
 //! [`Embeddings`]; a failure is a [`ClassifyFailure`] the pipeline can route
 //! around (degrade) or refuse on, as the config says.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,6 +13,10 @@ use routemesh_common::config::Hedge;
 use routemesh_common::wire::{self, ClassifyReply, ClassifyRequest, WIRE_VERSION};
 
 use crate::telemetry::CLASSIFY_HEDGES_TOTAL;
+
+mod hedge;
+
+use hedge::Hedging;
 
 /// Where prompts are embedded.
 #[derive(Debug, Clone)]
@@ -29,36 +33,70 @@ pub struct NatsPool {
     pub client: async_nats::Client,
     /// The pool that embeds prompts (and runs classifiers not placed elsewhere).
     pub pool: String,
+    primary: Arc<Target>,
+    /// Classifiers that other pools run: output name → that pool.
+    elsewhere: BTreeMap<String, Arc<Target>>,
+    /// `classifier.hedge`, for each pool's [`Hedging`].
+    hedge: Hedge,
+}
+
+/// One pool asked over NATS, with its own hedging (its own latencies and
+/// budget; shared by clones of the handle).
+#[derive(Debug)]
+struct Target {
+    pool: String,
     subject: String,
-    /// Classifiers that other pools run: output name → pool.
-    elsewhere: BTreeMap<String, String>,
-    /// When requests are sent again to another worker (shared by clones).
-    hedging: Arc<Hedging>,
+    hedging: Hedging,
+}
+
+impl Target {
+    fn new(pool: &str, hedge: Hedge) -> Arc<Self> {
+        Arc::new(Self {
+            pool: pool.to_owned(),
+            subject: wire::classify_subject(pool),
+            hedging: Hedging::new(hedge),
+        })
+    }
 }
 
 impl NatsPool {
     pub fn new(client: async_nats::Client, pool: &str) -> Self {
+        let hedge = Hedge::default();
         Self {
             client,
             pool: pool.to_owned(),
-            subject: wire::classify_subject(pool),
+            primary: Target::new(pool, hedge),
             elsewhere: BTreeMap::new(),
-            hedging: Arc::new(Hedging::new(Hedge::Auto)),
+            hedge,
         }
     }
 
-    /// Hedges as `classifier.hedge` says (`auto` unless set).
+    /// Hedges as `classifier.hedge` says (`auto`, 10%, unless set).
     pub fn with_hedge(mut self, hedge: Hedge) -> Self {
-        self.hedging = Arc::new(Hedging::new(hedge));
-        self
+        self.hedge = hedge;
+        let placement = self
+            .elsewhere
+            .iter()
+            .map(|(output, t)| (output.clone(), t.pool.clone()))
+            .collect();
+        self.primary = Target::new(&self.pool, hedge);
+        self.with_placement(placement)
     }
 
     /// Sends these outputs to other pools (output name → pool); the prompt
     /// goes to all the pools involved in parallel, under one deadline.
     pub fn with_placement(mut self, elsewhere: BTreeMap<String, String>) -> Self {
+        let mut targets: BTreeMap<String, Arc<Target>> = BTreeMap::new();
         self.elsewhere = elsewhere
             .into_iter()
             .filter(|(_, p)| *p != self.pool)
+            .map(|(output, p)| {
+                let target = targets
+                    .entry(p.clone())
+                    .or_insert_with(|| Target::new(&p, self.hedge))
+                    .clone();
+                (output, target)
+            })
             .collect();
         self
     }
@@ -168,31 +206,32 @@ async fn embed_fanout(
     outputs: &[String],
     deadline: Duration,
 ) -> Result<Embeddings, ClassifyFailure> {
-    let mut by_pool: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut by_pool: BTreeMap<&str, (&Target, Vec<String>)> = BTreeMap::new();
     let mut primary = Vec::new();
     for o in outputs {
         match pool.elsewhere.get(o) {
-            Some(p) => by_pool.entry(p.as_str()).or_default().push(o.clone()),
+            Some(t) => by_pool
+                .entry(t.pool.as_str())
+                .or_insert_with(|| (t, Vec::new()))
+                .1
+                .push(o.clone()),
             None => primary.push(o.clone()),
         }
     }
     let main = embed_remote(
-        pool,
-        &pool.subject,
-        &pool.pool,
+        &pool.client,
+        &pool.primary,
         request_id,
         texts.clone(),
         &primary,
         deadline,
     );
-    let others = futures_util::future::join_all(by_pool.iter().map(|(p, outs)| {
-        let subject = wire::classify_subject(p);
+    let others = futures_util::future::join_all(by_pool.into_values().map(|(target, outs)| {
         let texts = texts.clone();
         async move {
-            (
-                *p,
-                embed_remote(pool, &subject, p, request_id, texts, outs, deadline).await,
-            )
+            let result =
+                embed_remote(&pool.client, target, request_id, texts, &outs, deadline).await;
+            (target.pool.as_str(), result)
         }
     }));
     let (main, others) = tokio::join!(main, others);
@@ -210,98 +249,62 @@ async fn embed_fanout(
     Ok(embeddings)
 }
 
-/// Asks the pool, and — when no reply has come after the hedge delay, or
-/// the first worker answered it is overloaded or none was there — asks
-/// again (NATS gives a queue-group request to a worker at random, and a
-/// killed worker's subscription is gone with its connection), taking the
-/// first answer; all within `deadline` and the hedge budget.
+/// Asks one pool, hedged (see [`hedge`]): when no answer has come after
+/// the hedge delay, or a worker answered it is overloaded or broken, or no
+/// worker was there, the request is sent again and the first answer wins;
+/// each attempt carries the time left as its deadline.
 async fn embed_remote(
-    pool: &NatsPool,
-    subject: &str,
-    pool_name: &str,
+    client: &async_nats::Client,
+    target: &Target,
     request_id: &str,
     texts: Vec<String>,
     outputs: &[String],
     deadline: Duration,
 ) -> Result<Embeddings, ClassifyFailure> {
     let n = texts.len();
-    let deadline_ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
-    let mut request = ClassifyRequest::new(request_id, texts, deadline_ms);
+    let mut request = ClassifyRequest::new(request_id, texts, 0);
     request.outputs = outputs.to_vec();
-    let body = Bytes::from(
-        serde_json::to_vec(&request)
-            .map_err(|e| ClassifyFailure::Transport(format!("cannot encode the request: {e}")))?,
-    );
-    let hedging = &pool.hedging;
-    hedging.requested();
-    let started = Instant::now();
-    let ask = |timeout: Duration| ask_once(pool, subject, pool_name, body.clone(), n, timeout);
-    let first = ask(deadline);
-    tokio::pin!(first);
-    let Some(delay) = hedging.delay(deadline) else {
-        let result = first.await;
-        hedging.observe(started.elapsed(), &result);
-        return result;
+    let ask = |left: Duration| {
+        request.deadline_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+        let body = serde_json::to_vec(&request)
+            .map(Bytes::from)
+            .map_err(|e| ClassifyFailure::Transport(format!("cannot encode the request: {e}")));
+        async move { ask_once(client, target, body?, n, left).await }
     };
-    let early = tokio::select! {
-        result = &mut first => Some(result),
-        () = tokio::time::sleep(delay) => None,
-    };
-    let retry_now = match &early {
-        // A quick "busy" or "nobody there": another worker may answer.
-        Some(Err(ClassifyFailure::Overloaded | ClassifyFailure::NoResponders(_))) => true,
-        Some(result) => {
-            hedging.observe(started.elapsed(), result);
-            return early.unwrap_or(Err(ClassifyFailure::Timeout(deadline)));
-        }
-        None => false,
-    };
-    let left = deadline.saturating_sub(started.elapsed());
-    if left.is_zero() || !hedging.take() {
-        return match early {
-            Some(result) => result,
-            None => {
-                let result = first.await;
-                hedging.observe(started.elapsed(), &result);
-                result
-            }
-        };
-    }
-    metrics::counter!(CLASSIFY_HEDGES_TOTAL, "outcome" => "sent").increment(1);
-    tracing::debug!(
-        request_id,
-        pool = pool_name,
-        after_ms = started.elapsed().as_millis() as u64,
-        "classify request sent again to another worker"
-    );
-    let second = ask(left);
-    if retry_now {
-        return second.await;
-    }
-    tokio::pin!(second);
-    // The first answer wins; a failure waits for the other request.
-    let (result, hedge_won) = tokio::select! {
-        r = &mut first => match r {
-            Ok(e) => (Ok(e), false),
-            Err(_) => (second.await, true),
-        },
-        r = &mut second => match r {
-            Ok(e) => (Ok(e), true),
-            Err(_) => (first.await, false),
-        },
-    };
-    if hedge_won && result.is_ok() {
-        metrics::counter!(CLASSIFY_HEDGES_TOTAL, "outcome" => "won").increment(1);
-    }
-    hedging.observe(started.elapsed(), &result);
+    let (result, report) = hedge::hedged(&target.hedging, deadline, ask).await;
+    count_hedges(target, request_id, report);
     result
 }
 
-/// One request to the pool, answered or failed within `timeout`.
+/// `routemesh_classify_hedges_total`, and a debug line for a hedged request.
+fn count_hedges(target: &Target, request_id: &str, report: hedge::Report) {
+    let count = |outcome: &'static str, n: u32| {
+        let pool = target.pool.clone();
+        metrics::counter!(CLASSIFY_HEDGES_TOTAL, "pool" => pool, "outcome" => outcome)
+            .increment(u64::from(n));
+    };
+    if report.sent > 0 {
+        count("sent", report.sent);
+        tracing::debug!(
+            request_id,
+            pool = %target.pool,
+            hedges = report.sent,
+            won = report.won,
+            "classify request sent again to another worker"
+        );
+    }
+    if report.won {
+        count("won", 1);
+    }
+    if report.throttled {
+        count("throttled", 1);
+    }
+}
+
+/// One request to the pool, answered or failed within `deadline`.
 async fn ask_once(
-    pool: &NatsPool,
-    subject: &str,
-    pool_name: &str,
+    client: &async_nats::Client,
+    target: &Target,
     body: Bytes,
     n: usize,
     deadline: Duration,
@@ -309,15 +312,14 @@ async fn ask_once(
     let request = async_nats::Request::new()
         .payload(body)
         .timeout(Some(deadline));
-    let msg = pool
-        .client
-        .send_request(subject.to_owned(), request)
+    let msg = client
+        .send_request(target.subject.clone(), request)
         .await
         .map_err(|e| {
             use async_nats::client::RequestErrorKind as K;
             match e.kind() {
                 K::TimedOut => ClassifyFailure::Timeout(deadline),
-                K::NoResponders => ClassifyFailure::NoResponders(pool_name.to_owned()),
+                K::NoResponders => ClassifyFailure::NoResponders(target.pool.clone()),
                 _ => ClassifyFailure::Transport(e.to_string()),
             }
         })?;
@@ -369,170 +371,4 @@ async fn ask_once(
         worker: Some(reply.worker),
         partial: Vec::new(),
     })
-}
-
-/// How many latencies the hedge delay is estimated from.
-const HEDGE_WINDOW: usize = 128;
-/// Hedges are allowed at one per this many requests (in the long run).
-const HEDGE_EVERY: f64 = 10.0;
-/// Most hedges saved up for a burst of failures (a killed worker's load).
-const HEDGE_BURST: f64 = 10.0;
-/// The shortest automatic hedge delay.
-const HEDGE_FLOOR: Duration = Duration::from_millis(50);
-
-/// The hedging policy of one pool: a delay from recent latencies and a
-/// token bucket that keeps hedges to about one request in ten, so a pool
-/// that is slow because it is overloaded is not sent twice the load.
-#[derive(Debug)]
-struct Hedging {
-    mode: Hedge,
-    state: Mutex<HedgeState>,
-}
-
-#[derive(Debug)]
-struct HedgeState {
-    /// Latencies of recent answered requests, newest last.
-    recent: VecDeque<Duration>,
-    /// Hedges that may be sent now.
-    tokens: f64,
-}
-
-impl Hedging {
-    fn new(mode: Hedge) -> Self {
-        Self {
-            mode,
-            state: Mutex::new(HedgeState {
-                recent: VecDeque::with_capacity(HEDGE_WINDOW),
-                tokens: HEDGE_BURST,
-            }),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HedgeState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// A request is being sent: the budget grows by a tenth of a hedge.
-    fn requested(&self) {
-        let mut s = self.lock();
-        s.tokens = (s.tokens + 1.0 / HEDGE_EVERY).min(HEDGE_BURST);
-    }
-
-    /// Spends one hedge of the budget, if there is one.
-    fn take(&self) -> bool {
-        let mut s = self.lock();
-        if s.tokens >= 1.0 {
-            s.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// An answer's latency (failures say nothing about a healthy worker's
-    /// speed).
-    fn observe(&self, latency: Duration, result: &Result<Embeddings, ClassifyFailure>) {
-        if result.is_err() {
-            return;
-        }
-        let mut s = self.lock();
-        if s.recent.len() == HEDGE_WINDOW {
-            s.recent.pop_front();
-        }
-        s.recent.push_back(latency);
-    }
-
-    /// How long to wait for the first reply before hedging; `None`: never.
-    fn delay(&self, deadline: Duration) -> Option<Duration> {
-        let cap = deadline / 2;
-        match self.mode {
-            Hedge::Off => None,
-            Hedge::After(d) => (d < deadline).then_some(d),
-            Hedge::Auto => {
-                let s = self.lock();
-                if s.recent.len() < 16 {
-                    // Too few answers to know the pool: a quarter of the deadline.
-                    return Some((deadline / 4).max(HEDGE_FLOOR).min(cap));
-                }
-                let mut sorted: Vec<Duration> = s.recent.iter().copied().collect();
-                sorted.sort_unstable();
-                let p95 = sorted[(sorted.len() * 95 / 100).min(sorted.len() - 1)];
-                Some((p95 * 2).max(HEDGE_FLOOR).min(cap))
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn answered() -> Result<Embeddings, ClassifyFailure> {
-        Ok(Embeddings {
-            items: Vec::new(),
-            timings: EmbedTimings::default(),
-            batch_size: 1,
-            worker: None,
-            partial: Vec::new(),
-        })
-    }
-
-    #[test]
-    fn the_delay_follows_the_pools_p95_within_the_floor_and_half_the_deadline() {
-        let h = Hedging::new(Hedge::Auto);
-        let deadline = Duration::from_secs(2);
-        assert_eq!(
-            h.delay(deadline),
-            Some(Duration::from_millis(500)),
-            "unknown pool"
-        );
-        for i in 0..100u64 {
-            // 1..=100 ms: p95 is 96 ms.
-            h.observe(Duration::from_millis(i + 1), &answered());
-        }
-        assert_eq!(h.delay(deadline), Some(Duration::from_millis(192)));
-        h.observe(
-            Duration::from_secs(60),
-            &Err(ClassifyFailure::Timeout(deadline)),
-        );
-        assert_eq!(
-            h.delay(deadline),
-            Some(Duration::from_millis(192)),
-            "failures are not latencies"
-        );
-        for _ in 0..HEDGE_WINDOW {
-            h.observe(Duration::from_secs(5), &answered());
-        }
-        assert_eq!(
-            h.delay(deadline),
-            Some(Duration::from_secs(1)),
-            "at most half the deadline"
-        );
-        let fast = Hedging::new(Hedge::Auto);
-        for _ in 0..20 {
-            fast.observe(Duration::from_millis(1), &answered());
-        }
-        assert_eq!(fast.delay(deadline), Some(HEDGE_FLOOR));
-        assert_eq!(Hedging::new(Hedge::Off).delay(deadline), None);
-        let fixed = Hedging::new(Hedge::After(Duration::from_millis(300)));
-        assert_eq!(fixed.delay(deadline), Some(Duration::from_millis(300)));
-    }
-
-    #[test]
-    fn hedges_are_kept_to_one_request_in_ten_after_a_burst() {
-        let h = Hedging::new(Hedge::Auto);
-        let burst = (0..100).filter(|_| h.take()).count();
-        assert_eq!(burst, HEDGE_BURST as usize, "a saved-up burst, then none");
-        let mut sent = 0;
-        for _ in 0..1000 {
-            h.requested();
-            if h.take() {
-                sent += 1;
-            }
-        }
-        assert!(
-            (99..=101).contains(&sent),
-            "{sent} hedges for 1000 requests"
-        );
-    }
 }

@@ -104,8 +104,9 @@ pub const UPSTREAM_ENDPOINT_OPEN: &str = "routemesh_upstream_endpoint_open";
 /// emitted by [`crate::pipeline`]).
 pub const UPSTREAM_FALLBACKS_TOTAL: &str = "routemesh_upstream_fallbacks_total";
 /// Classify requests sent again to another worker of a NATS pool, by
-/// `outcome`: `sent`, and `won` when the second request's answer was used
-/// (counter; emitted by [`crate::classify`]).
+/// `pool` and `outcome`: `sent` (each extra request), `won` (a classify
+/// call answered by one of them), `throttled` (a call whose hedge the
+/// budget refused) (counter; emitted by [`crate::classify`]).
 pub const CLASSIFY_HEDGES_TOTAL: &str = "routemesh_classify_hedges_total";
 /// Client connections open on the HTTP listener (gauge; emitted by
 /// [`crate::listener`]).

@@ -185,15 +185,35 @@ pub struct ClassifierConfig {
 /// `classifier.hedge`: sending a classify request again, to another worker
 /// of the pool, when the first has not answered (a worker killed while
 /// holding it never will).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hedge {
+    /// When an unanswered request is sent again.
+    pub after: HedgeAfter,
+    /// Most hedges as a percentage of requests, in the long run (1..=100);
+    /// that share of 1,000 requests (at least ten) can be saved up for a
+    /// burst, such as a killed worker's held requests.
+    pub budget_percent: u8,
+}
+
+impl Default for Hedge {
+    fn default() -> Self {
+        Self {
+            after: HedgeAfter::Auto,
+            budget_percent: 10,
+        }
+    }
+}
+
+/// `classifier.hedge.after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Hedge {
+pub enum HedgeAfter {
     /// After twice the pool's recent p95 latency (at least 50 ms, at most
-    /// half the deadline), within a budget of one hedge per ten requests.
+    /// half the deadline).
     #[default]
     Auto,
-    /// After this long, within the same budget.
-    After(Duration),
-    /// Never.
+    /// After this long (shorter than the deadline).
+    Fixed(Duration),
+    /// Never: nothing is sent again, not even after a 503.
     Off,
 }
 

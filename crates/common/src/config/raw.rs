@@ -58,7 +58,8 @@ pub(crate) struct RawClassifier {
     pub(crate) pool: Option<String>,
     pub(crate) deadline: Option<String>,
     pub(crate) on_unavailable: Option<String>,
-    pub(crate) hedge: Option<String>,
+    /// `auto`, `off`, a duration, or `{ after, budget }`.
+    pub(crate) hedge: Option<Value>,
 }
 
 /// `nats:`

@@ -403,6 +403,12 @@ impl Validator {
                 if raw.pool.is_some() {
                     self.error("classifier.pool", "only used with `transport: nats`".into());
                 }
+                if raw.hedge.is_some() {
+                    self.error(
+                        "classifier.hedge",
+                        "only used with `transport: nats`".into(),
+                    );
+                }
                 if nats.is_some() && !nats_used_elsewhere {
                     self.error(
                         "nats",
@@ -431,20 +437,92 @@ impl Validator {
                 None
             }
         };
-        let hedge = match raw.hedge.as_deref() {
-            None | Some("auto") => Hedge::Auto,
-            Some("off") => Hedge::Off,
-            Some(text) => match self.duration(Some(text), "classifier.hedge") {
-                Some(d) => Hedge::After(d),
-                None => Hedge::Auto,
-            },
-        };
+        let deadline = deadline.unwrap_or(DEFAULT_DEADLINE);
+        let hedge = self.hedge(raw.hedge, deadline);
         Some(ClassifierConfig {
             transport: transport?,
-            deadline: deadline.unwrap_or(DEFAULT_DEADLINE),
+            deadline,
             on_unavailable: on_unavailable?,
             hedge,
         })
+    }
+
+    /// `classifier.hedge`: `auto`, `off` or a duration (shorthand for
+    /// `after`), or `{ after, budget }`.
+    fn hedge(&mut self, raw: Option<Value>, deadline: Duration) -> Hedge {
+        const KEY: &str = "classifier.hedge";
+        let mut hedge = Hedge::default();
+        let (after, budget, key) = match raw {
+            None => return hedge,
+            Some(Value::Mapping(map)) => {
+                let (mut after, mut budget) = (None, None);
+                for (k, v) in map {
+                    match k.as_str() {
+                        Some("after") => after = Some(v),
+                        Some("budget") => budget = Some(v),
+                        _ => self.error(
+                            &format!("{KEY}.{}", key_name(&k)),
+                            "unknown key: use after and budget".into(),
+                        ),
+                    }
+                }
+                (after, budget, "classifier.hedge.after")
+            }
+            Some(shorthand) => (Some(shorthand), None, KEY),
+        };
+        let yaml = |v: &Value| {
+            serde_yaml_ng::to_string(v)
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        };
+        if let Some(after) = after {
+            hedge.after = match after.as_str() {
+                Some("auto") => super::HedgeAfter::Auto,
+                Some("off") => super::HedgeAfter::Off,
+                Some(text) => match self.duration(Some(text), key) {
+                    Some(d) if d >= deadline => {
+                        self.error(
+                            key,
+                            format!(
+                                "`{text}` is not shorter than classifier.deadline ({}): \
+                                 use a shorter delay, auto or off",
+                                humantime::format_duration(deadline)
+                            ),
+                        );
+                        super::HedgeAfter::Auto
+                    }
+                    Some(d) => super::HedgeAfter::Fixed(d),
+                    None => super::HedgeAfter::Auto,
+                },
+                None => {
+                    self.error(
+                        key,
+                        format!("`{}`: use auto, off or a duration like 300ms", yaml(&after)),
+                    );
+                    super::HedgeAfter::Auto
+                }
+            };
+        }
+        if let Some(budget) = budget {
+            let percent = budget
+                .as_str()
+                .and_then(|t| t.trim().strip_suffix('%'))
+                .and_then(|n| n.trim().parse::<u8>().ok())
+                .filter(|n| (1..=100).contains(n));
+            match percent {
+                Some(n) => hedge.budget_percent = n,
+                None => self.error(
+                    "classifier.hedge.budget",
+                    format!(
+                        "`{}`: use a percentage of requests from 1% to 100%, like 10% \
+                         (`after: off` turns hedging off)",
+                        yaml(&budget)
+                    ),
+                ),
+            }
+        }
+        hedge
     }
 
     fn nats(&mut self, raw: RawNats, base_dir: &Path) -> NatsConfig {

@@ -2,14 +2,18 @@
 //! real gateways.
 
 use std::collections::HashSet;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use routemesh_test_support::gateway::{Fakes, Gateway, Worker, chat, header};
+use anyhow::{Context, Result, bail, ensure};
+use routemesh_test_support::gateway::{Fakes, Gateway, Worker, chat, gateway_bin, header};
 use routemesh_test_support::nats_server::NatsServer;
+use routemesh_test_support::workspace;
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 
 const PROMPTS: &[&str] = &[
     "What is the integral of x^2 from 0 to 3?",
@@ -194,6 +198,147 @@ async fn requests_held_by_a_killed_worker_are_sent_again_to_a_live_one() -> Resu
         late_degraded * 100 <= late.len(),
         "the surviving worker took over: {late_degraded} of {} degraded",
         late.len()
+    );
+    Ok(())
+}
+
+/// A worker that takes requests and never answers them (a simulated model
+/// that needs an hour per pass): a worker that will be killed while it
+/// holds requests. Its metrics URL says how many it holds.
+struct HoldingWorker {
+    child: Child,
+    metrics: String,
+}
+
+impl HoldingWorker {
+    async fn start(nats_url: &str, pool: &str) -> Result<Self> {
+        let binary = gateway_bin()?.with_file_name("classifier-worker");
+        ensure!(binary.is_file(), "{} is not built", binary.display());
+        let heads = workspace().join("heads");
+        let mut child = Command::new(binary)
+            .args(["serve", "--nats-url", nats_url, "--pool", pool])
+            // One request per pass: the first sleeps, the others queue.
+            .args([
+                "--max-wait",
+                "0ms",
+                "--max-batch",
+                "1",
+                "--simulated-cost",
+                "1h",
+            ])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(
+                ["domain", "injection", "difficulty"]
+                    .map(|h| format!("--classifier={h}={}", heads.join(h).display())),
+            )
+            .env("ROUTEMESH_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+        let wait = async {
+            let mut metrics = None;
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("classifier-worker metrics on ") {
+                    metrics = Some(url.to_owned());
+                }
+                if line.contains(", worker ") {
+                    return metrics.context("serving without a metrics line");
+                }
+            }
+            bail!("the holding worker exited before serving")
+        };
+        let metrics = tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .context("holding worker not serving within 60 s")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, metrics })
+    }
+
+    /// Requests waiting in its queue (one more is in its hour-long pass).
+    async fn queued(&self) -> Result<f64> {
+        let text = reqwest::get(&self.metrics).await?.text().await?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix("routemesh_worker_queue_depth "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0))
+    }
+}
+
+/// Regression (issue 16, 9): the requests a worker held when it was
+/// SIGKILLed waited out the whole classify deadline and were routed
+/// degraded. A classify request unanswered after the hedge delay is sent
+/// again, and with the dead worker's subscription gone it reaches the live
+/// one: every request is answered, none degraded.
+#[tokio::test]
+async fn a_request_held_by_a_killed_worker_is_answered_by_a_live_one() -> Result<()> {
+    let nats = NatsServer::start()?;
+    let _live = Worker::start(&nats.url(), "held").await?;
+    let fakes = Fakes::start().await?;
+    // A fixed hedge delay, far longer than seeing the holder hold requests
+    // and killing it takes: every hedge is sent after the kill, so it can
+    // only reach the live worker (an earlier one could reach the holder
+    // too, and the test would depend on timing). `hedge: off` fails it.
+    let config = fakes.nats_config(&nats.url(), "held", "degrade")?;
+    ensure!(
+        config.contains("deadline: 1s,"),
+        "nats_config changed shape: {config}"
+    );
+    let config = config.replacen("deadline: 1s,", "deadline: 2s, hedge: 1s,", 1);
+    // Ready once the live worker has embedded the route examples.
+    let gw = Gateway::start(&config).await?;
+    let mut holder = HoldingWorker::start(&nats.url(), "held").await?;
+
+    let requests = futures_util::future::join_all((0..16).map(|i| {
+        gw.post(
+            "/v1/chat/completions",
+            chat("auto", PROMPTS[i % PROMPTS.len()]),
+        )
+    }));
+    let kill = async {
+        // Half the requests go to the holder: at least two of 16, one in
+        // its pass and one queued, but for a chance of 17 in 65,536.
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let queued = holder.queued().await?;
+            if queued >= 1.0 {
+                holder.child.kill().await?;
+                return anyhow::Ok(queued);
+            }
+            ensure!(
+                tokio::time::Instant::now() < until,
+                "the holding worker was given no request"
+            );
+            // Real time: the worker is a process on the wall clock.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let (responses, queued) = tokio::join!(requests, kill);
+    let queued = queued?;
+    let mut seen = Vec::new();
+    for resp in responses {
+        let resp = resp?;
+        seen.push((
+            resp.status().as_u16(),
+            header(&resp, "x-routemesh-degraded"),
+            header(&resp, "x-routemesh-decision"),
+        ));
+    }
+    let held_and_answered = seen
+        .iter()
+        .filter(|(status, degraded, _)| *status == 200 && degraded.is_empty())
+        .count();
+    assert_eq!(
+        held_and_answered,
+        seen.len(),
+        "the requests the killed worker held ({queued} queued at the kill) are \
+         answered by the live one, none degraded: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(_, _, decision)| !decision.is_empty()),
+        "{seen:?}"
     );
     Ok(())
 }

@@ -536,14 +536,40 @@ fn jetstream_sharing_reads_the_nats_section_with_an_embedded_classifier() {
 }
 
 #[test]
-fn classifier_hedge_is_auto_off_or_a_duration() {
-    use crate::config::Hedge;
-    assert_eq!(ok(BASE).classifier.hedge, Hedge::Auto);
-    let with = |v: &str| format!("{BASE}\nclassifier: {{ hedge: {v} }}\n");
-    assert_eq!(ok(&with("off")).classifier.hedge, Hedge::Off);
-    assert_eq!(
-        ok(&with("300ms")).classifier.hedge,
-        Hedge::After(std::time::Duration::from_millis(300))
-    );
-    assert!(has(&errors(&with("sometimes")), "classifier.hedge"));
+fn classifier_hedge_is_auto_off_a_duration_or_after_and_budget() {
+    use crate::config::{Hedge, HedgeAfter};
+    use std::time::Duration;
+    let with = |v: &str| {
+        BASE.replace(
+            "encoder: { model_dir: models/m }",
+            &format!("classifier: {{ transport: nats, deadline: 2s, hedge: {v} }}"),
+        )
+    };
+    let hedge = |v: &str| ok(&with(v)).classifier.hedge;
+    let hedge_of = |after, budget_percent| Hedge {
+        after,
+        budget_percent,
+    };
+    assert_eq!(ok(BASE).classifier.hedge, hedge_of(HedgeAfter::Auto, 10));
+    assert_eq!(hedge("auto"), hedge_of(HedgeAfter::Auto, 10));
+    assert_eq!(hedge("off"), hedge_of(HedgeAfter::Off, 10));
+    let ms300 = HedgeAfter::Fixed(Duration::from_millis(300));
+    assert_eq!(hedge("300ms"), hedge_of(ms300, 10));
+    assert_eq!(hedge("{ after: 300ms, budget: 5% }"), hedge_of(ms300, 5));
+    assert_eq!(hedge("{ budget: 100% }"), hedge_of(HedgeAfter::Auto, 100));
+    for (value, key) in [
+        ("sometimes", "classifier.hedge"),
+        ("2s", "classifier.hedge"),
+        ("{ after: 5 }", "classifier.hedge.after"),
+        ("{ after: 3s }", "classifier.hedge.after"),
+        ("{ budget: 0% }", "classifier.hedge.budget"),
+        ("{ budget: 0.1 }", "classifier.hedge.budget"),
+        ("{ budget: 101% }", "classifier.hedge.budget"),
+        ("{ every: 1s }", "classifier.hedge.every"),
+    ] {
+        let errs = errors(&with(value));
+        assert!(has(&errs, key), "{value}: {errs:?}");
+    }
+    let embedded = errors(&format!("{BASE}\nclassifier: {{ hedge: off }}\n"));
+    assert!(has(&embedded, "classifier.hedge"), "{embedded:?}");
 }
