@@ -272,6 +272,7 @@ async fn embed_remote(
         async move { ask_once(client, target, body?, n, left).await }
     };
     let (result, report) = hedge::hedged(&target.hedging, deadline, ask).await;
+    target.hedging.learn(&report, n);
     count_hedges(target, request_id, report);
     result
 }

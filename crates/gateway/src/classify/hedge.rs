@@ -71,6 +71,9 @@ pub(super) struct Report {
     pub(super) won: bool,
     /// A hedge was due but the budget had none left.
     pub(super) throttled: bool,
+    /// How long the answer used took, from its own attempt's sending (for
+    /// [`Hedging::learn`]).
+    pub(super) answered_in: Option<Duration>,
 }
 
 impl Hedging {
@@ -113,9 +116,20 @@ impl Hedging {
         }
     }
 
-    /// The latency of an answered attempt, from its own sending (failures
-    /// and abandoned attempts say nothing about a healthy worker's speed,
-    /// and a hedge's answer is not its first attempt's wait plus its own).
+    /// What a call of `texts` texts teaches the automatic delay: the
+    /// latency of its answered attempt, from that attempt's own sending
+    /// (failures and abandoned attempts say nothing about a healthy
+    /// worker's speed, and a hedge's answer is not its first attempt's wait
+    /// plus its own). Only a one-prompt call is a sample: a batch (the
+    /// route examples, 32 to a call, at start and on reload) takes longer
+    /// by its size and would hold the delay near its cap for the next
+    /// requests.
+    pub(super) fn learn(&self, report: &Report, texts: usize) {
+        if let (1, Some(latency)) = (texts, report.answered_in) {
+            self.observe(latency);
+        }
+    }
+
     fn observe(&self, latency: Duration) {
         let mut s = self.lock();
         if s.recent.len() == WINDOW {
@@ -159,7 +173,8 @@ fn resend_at_once(failure: &ClassifyFailure) -> bool {
 }
 
 /// Runs `ask` (one attempt, given the time left) and hedges it as `hedging`
-/// says, all within `deadline`: the first answer wins. A failure worth
+/// says, all within `deadline`: the first answer wins (its latency is in
+/// the report, for the caller to [`Hedging::learn`] from). A failure worth
 /// another worker ([`resend_at_once`]) is sent again at once; another
 /// failure waits for the attempts still in flight, or is the result when
 /// there is none; so is the last failure when no attempt is left.
@@ -195,7 +210,7 @@ where
         tokio::select! {
             Some((n, latency, result)) = in_flight.next() => match result {
                 Ok(value) => {
-                    hedging.observe(latency);
+                    report.answered_in = Some(latency);
                     report.won = n > 0;
                     return (Ok(value), report);
                 }

@@ -42,6 +42,8 @@ struct Outcome {
     took: Duration,
     /// The time left given to each attempt sent.
     lefts: Vec<Duration>,
+    /// How long the answer used took from its own attempt's sending.
+    answered_in: Option<Duration>,
 }
 
 /// Runs one call under [`DEADLINE`] whose attempt `n` behaves as
@@ -67,12 +69,16 @@ async fn check(hedging: &Hedging, steps: &[Step]) -> Outcome {
             }
         }
     };
-    let (result, report) = hedged(hedging, DEADLINE, ask).await;
+    let (result, mut report) = hedged(hedging, DEADLINE, ask).await;
+    // As a one-prompt classify call does.
+    hedging.learn(&report, 1);
+    let answered_in = report.answered_in.take();
     Outcome {
         result,
         report,
         took: start.elapsed(),
         lefts,
+        answered_in,
     }
 }
 
@@ -81,6 +87,7 @@ fn report(sent: u32, won: bool) -> Report {
         sent,
         won,
         throttled: false,
+        answered_in: None,
     }
 }
 
@@ -89,6 +96,7 @@ async fn a_request_held_by_a_killed_worker_is_answered_by_the_hedge() {
     let o = check(&fixed_300ms(), &[Hangs, Answers(ms(10))]).await;
     assert_eq!(o.result, Ok(1));
     assert_eq!(o.took, ms(310));
+    assert_eq!(o.answered_in, Some(ms(10)), "the hedge's own latency");
     assert_eq!(o.report, report(1, true));
     assert_eq!(
         o.lefts,
@@ -234,7 +242,8 @@ async fn with_the_budget_spent_a_held_request_waits_out_the_deadline() {
         Report {
             sent: 0,
             won: false,
-            throttled: true
+            throttled: true,
+            answered_in: None,
         }
     );
 }
@@ -251,6 +260,34 @@ async fn a_hedges_latency_is_counted_from_its_own_sending() {
     assert_eq!(h.delay(DEADLINE), Some(FLOOR));
     let o = check(&h, &[Hangs, Answers(ms(10))]).await;
     assert_eq!(o.took, FLOOR + ms(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_of_route_examples_does_not_teach_the_delay() {
+    let h = policy(HedgeAfter::Auto, 10);
+    for _ in 0..MIN_SAMPLES {
+        h.observe(ms(20));
+    }
+    assert_eq!(
+        h.delay(DEADLINE),
+        Some(ms(50)),
+        "2 x 20 ms is under the floor"
+    );
+    // The route examples, re-embedded 32 to a call on a reload.
+    let ask = |_| async {
+        tokio::time::sleep(ms(900)).await;
+        Ok::<_, ClassifyFailure>(())
+    };
+    let (result, report) = hedged(&h, DEADLINE, ask).await;
+    assert!(result.is_ok());
+    h.learn(&report, 32);
+    assert_eq!(h.delay(DEADLINE), Some(ms(50)), "unchanged by the batch");
+    h.learn(&report, 1);
+    assert_eq!(
+        h.delay(DEADLINE),
+        Some(ms(1000)),
+        "a prompt this slow counts"
+    );
 }
 
 #[test]
