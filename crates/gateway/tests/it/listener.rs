@@ -165,6 +165,10 @@ async fn idle_and_slow_connections_are_closed_by_their_timeouts() -> Result<()> 
             if tcp.write_all(&[*b]).await.is_err() {
                 return Ok::<bool, anyhow::Error>(true);
             }
+            // Real time: the gateway is a child process on the wall clock,
+            // and its header timer is what this trickle must outlast; paused
+            // time cannot move it (the watchdog's own rule is pinned on
+            // paused time in `listener::conn`'s unit tests).
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let mut rest = Vec::new();

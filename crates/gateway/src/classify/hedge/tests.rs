@@ -47,7 +47,8 @@ struct Outcome {
 }
 
 /// Runs one call under [`DEADLINE`] whose attempt `n` behaves as
-/// `steps[n]` (past the end: hangs).
+/// `steps[n]` (past the end: hangs). Every test here runs on tokio's
+/// paused time, so the attempts' sleeps cost no wall-clock time.
 async fn check(hedging: &Hedging, steps: &[Step]) -> Outcome {
     let start = Instant::now();
     let mut lefts = Vec::new();
