@@ -15,7 +15,7 @@ use routemesh_cache::AnswerKind;
 use serde_json::Value;
 
 use super::meta::RequestId;
-use super::read_body;
+use super::{collect_answer as collect, read_body, stream_response};
 use crate::api::anthropic::answer::{self, StreamTranslator};
 use crate::api::anthropic::{self, error};
 use crate::api::openai::ApiError;
@@ -28,10 +28,6 @@ use crate::upstream::BodyStream;
 pub(super) fn is_messages_path(path: &str) -> bool {
     path == "/v1/messages" || path.starts_with("/v1/messages/")
 }
-
-/// The most bytes of a non-streamed answer (or an error) read to translate
-/// it.
-const MAX_ANSWER_BYTES: usize = 64 << 20;
 
 pub(super) async fn messages(
     State(state): State<AppState>,
@@ -148,33 +144,6 @@ fn json(status: StatusCode, v: &Value) -> Response {
         HeaderValue::from_static("application/json"),
     );
     resp
-}
-
-fn stream_response(status: StatusCode, body: Body) -> Response {
-    let mut resp = Response::new(body);
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
-}
-
-async fn collect(mut body: BodyStream) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        if out.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(format!(
-                "the upstream's answer is over {MAX_ANSWER_BYTES} bytes"
-            ));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
 }
 
 /// The upstream's chunk stream as Messages events, each upstream chunk

@@ -194,3 +194,32 @@ fn error_response(path: &str, error: ApiError) -> Response {
         error.into_response()
     }
 }
+
+/// The most bytes of a non-streamed answer (or an error) a translating
+/// front door reads to translate it.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+
+/// A whole upstream answer, for a front door that translates it (at most
+/// [`MAX_ANSWER_BYTES`]).
+async fn collect_answer(body: crate::upstream::BodyStream) -> Result<Vec<u8>, String> {
+    crate::upstream::collect(body, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// An event-stream response (no caching, no proxy buffering) with `body`.
+fn stream_response(status: StatusCode, body: axum::body::Body) -> Response {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    h.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    resp
+}

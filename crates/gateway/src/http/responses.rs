@@ -14,16 +14,13 @@ use routemesh_cache::AnswerKind;
 use serde_json::Value;
 
 use super::meta::RequestId;
-use super::read_body;
+use super::{collect_answer as collect, read_body, stream_response};
 use crate::api::openai::ApiError;
 use crate::api::openai::responses::{self, Echo, ResponsesStream};
 use crate::auth::Tenant;
 use crate::pipeline::{self, Answer, Record, headers};
 use crate::state::AppState;
 use crate::upstream::BodyStream;
-
-/// The most bytes of a non-streamed answer read to translate it.
-const MAX_ANSWER_BYTES: usize = 64 << 20;
 
 pub(super) async fn responses(
     State(state): State<AppState>,
@@ -81,7 +78,7 @@ async fn render(answer: Answer, model: &str, echo: &Echo) -> Response {
                 let mut s = ResponsesStream::new(model, echo);
                 let mut events = s.feed(&a.body);
                 events.extend(s.end());
-                stream_response(Body::from(events))
+                stream_response(StatusCode::OK, Body::from(events))
             }
             AnswerKind::Json => whole(StatusCode::OK, &a.body, model, echo),
         },
@@ -89,7 +86,10 @@ async fn render(answer: Answer, model: &str, echo: &Echo) -> Response {
             let is_stream = headers::content_type(&r.headers)
                 .is_some_and(|ct| ct.starts_with("text/event-stream"));
             if r.status.is_success() && is_stream {
-                return stream_response(Body::from_stream(translate(r.body, model, echo)));
+                return stream_response(
+                    r.status,
+                    Body::from_stream(translate(r.body, model, echo)),
+                );
             }
             let bytes = match collect(r.body).await {
                 Ok(b) => b,
@@ -137,32 +137,6 @@ fn upstream_failed(message: &str) -> Response {
         HeaderValue::from_static("application/json"),
     );
     resp
-}
-
-fn stream_response(body: Body) -> Response {
-    let mut resp = Response::new(body);
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
-}
-
-async fn collect(mut body: BodyStream) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        if out.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(format!(
-                "the upstream's answer is over {MAX_ANSWER_BYTES} bytes"
-            ));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
 }
 
 fn translate(

@@ -284,7 +284,11 @@ pub async fn forward(
                 last = Some(Failure::Status {
                     status: answer.status,
                     headers: answer.headers,
-                    body: read_capped(answer.body, 64 << 10).await,
+                    body: Bytes::from(
+                        crate::upstream::collect(answer.body, 64 << 10)
+                            .await
+                            .unwrap_or_default(),
+                    ),
                 });
             }
             Ok(answer) => {
@@ -385,17 +389,4 @@ fn encode(
 ) -> Result<Bytes, Refusal> {
     let family = state.config.upstream(model.upstream).family;
     Ok(payload.encode(&model.upstream_model, reasoning, family)?)
-}
-
-/// The first `cap` bytes of a body (an error answer kept to relay).
-async fn read_capped(mut body: crate::upstream::BodyStream, cap: usize) -> Bytes {
-    use futures_util::StreamExt as _;
-    let mut out = Vec::new();
-    while out.len() < cap {
-        match body.next().await {
-            Some(Ok(chunk)) => out.extend_from_slice(&chunk[..chunk.len().min(cap - out.len())]),
-            Some(Err(_)) | None => break,
-        }
-    }
-    Bytes::from(out)
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde_json::{Map, Value, json};
 
-use super::{BodyError, BodyStream};
+use super::BodyStream;
 
 /// The Messages API version the gateway speaks.
 pub(super) const VERSION: &str = "2023-06-01";
@@ -440,19 +440,6 @@ pub(super) fn chunks(body: BodyStream) -> BodyStream {
             }
         }
     }))
-}
-
-/// A whole body, collected (at most `cap` bytes).
-pub(super) async fn collect(mut body: BodyStream, cap: usize) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk?;
-        if out.len() + chunk.len() > cap {
-            break;
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

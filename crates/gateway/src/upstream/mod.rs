@@ -317,7 +317,7 @@ impl Upstream {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let translated = match anthropic::collect(body, 64 << 20).await {
+        let translated = match collect(body, 64 << 20).await {
             Ok(bytes) => {
                 let v = if status.is_success() {
                     serde_json::from_slice(&bytes)
@@ -690,4 +690,20 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// A body read whole, up to `cap` bytes (the rest is not read): an answer
+/// to translate, or an error answer kept to relay.
+pub(crate) async fn collect(mut body: BodyStream, cap: usize) -> Result<Vec<u8>, BodyError> {
+    let mut out = Vec::new();
+    while out.len() < cap {
+        match body.next().await {
+            Some(chunk) => {
+                let chunk = chunk?;
+                out.extend_from_slice(&chunk[..chunk.len().min(cap - out.len())]);
+            }
+            None => break,
+        }
+    }
+    Ok(out)
 }
