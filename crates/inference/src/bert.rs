@@ -220,7 +220,16 @@ impl Bert {
             Precision::Bf16 => Format::Bf16,
             Precision::Int8 => Format::Int8,
         };
-        let linear = |name: &str, n: usize, k: usize| -> Result<Gemm, String> {
+        // int8 keeps the two projections whose inputs quantize worst per
+        // token (the attention context, the GELU outputs) in bf16 — f32
+        // where the CPU has no bf16 dot product: all-int8 misses the gate
+        // (mean cosine 0.99893 on tests/gate.rs), this mix passes it.
+        let sensitive = match format {
+            Format::Int8 if isa.bf16 => Format::Bf16,
+            Format::Int8 => Format::F32,
+            other => other,
+        };
+        let linear = |name: &str, n: usize, k: usize, format: Format| -> Result<Gemm, String> {
             let w = get(&format!("{name}.weight"), &[n, k])?;
             let b = get(&format!("{name}.bias"), &[n])?;
             Ok(Gemm::new(&w, &b, n, k, format, isa))
@@ -235,10 +244,10 @@ impl Bert {
             }
             layers.push(Layer {
                 qkv: Gemm::new(&w, &b, 3 * h, h, format, isa),
-                out: linear(&format!("{at}.attention.output.dense"), h, h)?,
+                out: linear(&format!("{at}.attention.output.dense"), h, h, sensitive)?,
                 attention_norm: norm(&format!("{at}.attention.output.LayerNorm"))?,
-                up: linear(&format!("{at}.intermediate.dense"), ff, h)?,
-                down: linear(&format!("{at}.output.dense"), h, ff)?,
+                up: linear(&format!("{at}.intermediate.dense"), ff, h, format)?,
+                down: linear(&format!("{at}.output.dense"), h, ff, sensitive)?,
                 output_norm: norm(&format!("{at}.output.LayerNorm"))?,
             });
         }

@@ -24,7 +24,8 @@ pub enum Precision {
     /// bf16 weights and activations, f32 sums (AVX-512 BF16).
     Bf16,
     /// int8 weights per output channel, int8 activations per token, i32
-    /// sums (AVX-512 VNNI).
+    /// sums (AVX-512 VNNI) for the Q/K/V and feed-forward-up projections;
+    /// the attention-output and feed-forward-down projections in bf16.
     Int8,
 }
 
@@ -38,6 +39,18 @@ impl Precision {
             Self::F32 => "f32",
             Self::Bf16 => "bf16",
             Self::Int8 => "int8",
+        }
+    }
+
+    /// What `precision: auto` runs on a CPU: the fastest precision that passes
+    /// the accuracy gate (tests/gate.rs) and has its instructions there.
+    pub fn automatic(isa: Isa) -> Self {
+        if isa.vnni {
+            Self::Int8
+        } else if isa.bf16 {
+            Self::Bf16
+        } else {
+            Self::F32
         }
     }
 
