@@ -74,7 +74,7 @@ for h in "${HEADS[@]}"; do
         # Measured, and its threshold chosen, on the separate validation file.
         args=(--data "$DATA/safety/injection_train.jsonl" --data-eval "$DATA/safety/injection_validation.jsonl"
               --text-field text --label-field label --hidden 0,256
-              --positive-label injection --choose-threshold f1
+              --positive-label injection --choose-threshold f1 --windows max
               --description "Prompt injection / jailbreak / harmful request (injection) or benign")
         ;;
     difficulty)

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use crate::encoder::Encoded;
 use crate::error::{ClassifyError, EncoderError};
 use crate::metrics::{WORKER_BATCH_SIZE, WORKER_INFERENCE_SECONDS, WORKER_QUEUE_DEPTH};
-use crate::scorer::{Output, Scorer};
+use crate::scorer::{Output, Scorer, TextEmbedding};
 
 /// Anything that embeds a batch of texts: the real encoder, or the
 /// fixed-cost simulation used by scaling benchmarks.
@@ -55,7 +55,11 @@ pub struct Embedding {
     pub vector: Vec<f32>,
     /// Tokens before truncation, special tokens included.
     pub tokens: usize,
+    /// Longer than the encoder reads (`max_total_tokens`): only the first
+    /// tokens were embedded.
     pub truncated: bool,
+    /// Windows of at most the encoder's `max_tokens` it was read in.
+    pub windows: usize,
     /// What each requested scorer said, by scorer name.
     pub outputs: BTreeMap<String, Output>,
 }
@@ -279,7 +283,20 @@ fn run_jobs(replica: &Replica, jobs: Vec<Job>, max_batch: usize) {
                 return;
             }
         };
-        let scored = match run_scorers(replica, &live, chunk, &texts, &encoded.embeddings) {
+        let n = texts.len();
+        if encoded.embeddings.len() != n
+            || encoded.token_counts.len() != n
+            || encoded.truncated.len() != n
+        {
+            let message = format!(
+                "the model gave {} embeddings for {n} texts",
+                encoded.embeddings.len()
+            );
+            tracing::error!(error = %message, "the encoder answered a batch short");
+            fail_all(live, &message);
+            return;
+        }
+        let scored = match run_scorers(replica, &live, chunk, &texts, &encoded) {
             Ok(s) => s,
             Err(message) => {
                 tracing::error!(error = %message, texts = texts.len(), "a scorer failed on a batch");
@@ -295,6 +312,7 @@ fn run_jobs(replica: &Replica, jobs: Vec<Job>, max_batch: usize) {
                 vector: encoded.embeddings[k].clone(),
                 tokens: encoded.token_counts[k],
                 truncated: encoded.truncated[k],
+                windows: text_embedding(&encoded, k).windows.len(),
                 outputs,
             });
             if !seen[j] {
@@ -334,8 +352,11 @@ fn run_scorers(
     jobs: &[Job],
     chunk: &[(usize, usize)],
     texts: &[&str],
-    embeddings: &[Vec<f32>],
+    encoded: &Encoded,
 ) -> Result<Vec<BTreeMap<String, Output>>, String> {
+    let embeddings: Vec<TextEmbedding<'_>> = (0..chunk.len())
+        .map(|k| text_embedding(encoded, k))
+        .collect();
     let mut outputs: Vec<BTreeMap<String, Output>> = vec![BTreeMap::new(); chunk.len()];
     for scorer in &replica.scorers {
         let wanted: Vec<usize> = (0..chunk.len())
@@ -345,7 +366,7 @@ fn run_scorers(
             continue;
         }
         let t: Vec<&str> = wanted.iter().map(|&k| texts[k]).collect();
-        let e: Vec<&[f32]> = wanted.iter().map(|&k| embeddings[k].as_slice()).collect();
+        let e: Vec<TextEmbedding<'_>> = wanted.iter().map(|&k| embeddings[k]).collect();
         let scores = scorer
             .score(&t, &e)
             .map_err(|m| format!("{}: {m}", scorer.name()))?;
@@ -362,4 +383,24 @@ fn run_scorers(
         }
     }
     Ok(outputs)
+}
+
+/// Text `k`'s embeddings; a model that gives no windows (a stand-in) has
+/// its one vector as the only window.
+fn text_embedding(encoded: &Encoded, k: usize) -> TextEmbedding<'_> {
+    let combined = &encoded.embeddings[k];
+    match (encoded.windows.get(k), encoded.window_tokens.get(k)) {
+        (Some(windows), Some(tokens)) if !windows.is_empty() && windows.len() == tokens.len() => {
+            TextEmbedding {
+                combined,
+                windows,
+                window_tokens: tokens,
+            }
+        }
+        _ => TextEmbedding {
+            combined,
+            windows: std::slice::from_ref(combined),
+            window_tokens: encoded.token_counts.get(k..=k).unwrap_or(&[1]),
+        },
+    }
 }

@@ -12,10 +12,16 @@ pub enum EncoderError {
     },
     #[error("invalid model config {path}: {message}")]
     ModelConfig { path: PathBuf, message: String },
+    #[error("invalid encoder options: {0}")]
+    Options(String),
+    #[error("the forward pass gave {got} embeddings for {rows} rows")]
+    Rows { got: usize, rows: usize },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("model: {0}")]
     Candle(#[from] candle_core::Error),
+    #[error("model: {0}")]
+    Kernels(#[from] routemesh_inference::Error),
 }
 
 /// A prompt could not be classified.

@@ -5,7 +5,8 @@
 //! and `layers.{i}.bias` `[out]`, ReLU between layers, logits out) and
 //! `head.json` ([`HeadInfo`]: labels, the encoder's name, sha256 and width,
 //! the architecture, an optional binary threshold, and the training record).
-//! [`Head`] loads a folder and predicts softmax probabilities in plain Rust.
+//! [`Head`] loads a folder and predicts softmax probabilities in plain Rust,
+//! for one embedding or for the windows of a long text ([`WindowPooling`]).
 //!
 //! The trainer (`routemesh-tools train-head`) lives in the `routemesh-tools`
 //! crate; it builds [`Head`]s from [`Layer`]s and writes them with
@@ -14,10 +15,12 @@
 mod error;
 mod info;
 mod model;
+mod windows;
 
 pub use error::HeadError;
 pub use info::{
     Architecture, ArchitectureKind, Candidate, ClassScores, DataFile, DataInfo, EncoderInfo,
     HEAD_FORMAT, HeadInfo, LabelCount, Metrics, Scores, SplitInfo, ThresholdScores, TrainingInfo,
+    WindowPooling,
 };
 pub use model::{Head, INFO_FILE, Layer, WEIGHTS_FILE, argmax};

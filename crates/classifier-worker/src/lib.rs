@@ -2,7 +2,8 @@
 //! outputs.
 //!
 //! [`Encoder`] runs the sentence encoder (MiniLM by default: candle BERT,
-//! mean pooling over the attention mask, L2 normalisation). [`Batcher`] puts
+//! mean pooling over the attention mask, L2 normalisation; a long prompt
+//! read in windows, [`EncoderOptions`]). [`Batcher`] puts
 //! dynamic batching in front of one or more model replicas, each on its own
 //! thread, with the [`scorer`]s (trained [`heads`], [`hf`] classifiers) run
 //! on each batch; [`metrics`] names its series. [`service`] answers classify
@@ -25,7 +26,7 @@ mod simulated;
 pub use batcher::{
     BatchOptions, Batcher, EmbedTimings, Embedded, Embedding, EmbeddingModel, Replica,
 };
-pub use encoder::{Encoded, Encoder};
+pub use encoder::{Encoded, Encoder, EncoderOptions};
 pub use error::{ClassifyError, EncoderError};
 pub use heads::{Head, HeadError, HeadInfo};
 pub use simulated::SimulatedModel;

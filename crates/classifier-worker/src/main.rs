@@ -10,9 +10,12 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use routemesh_classifier_worker::service::{self, ServiceOptions};
 use routemesh_classifier_worker::{
-    BatchOptions, Batcher, EmbeddingModel, Encoder, Replica, SimulatedModel, metrics, scorer,
+    BatchOptions, Batcher, EmbeddingModel, Encoder, EncoderOptions, Replica, SimulatedModel,
+    metrics, scorer,
 };
-use routemesh_common::config::NatsConfig;
+use routemesh_common::config::{
+    DEFAULT_MAX_TOTAL_TOKENS, EncoderPrecision, MAX_TOTAL_TOKENS, NatsConfig,
+};
 use routemesh_runtime::{exposition, nats};
 
 /// Exit code for bad flags (EX_USAGE).
@@ -71,9 +74,23 @@ struct ServeArgs {
     /// Encoder folder (config.json, tokenizer.json, model.safetensors).
     #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
     model_dir: PathBuf,
-    /// Longer prompts are truncated (and counted).
+    /// Tokens in one window: a longer prompt is read in consecutive windows
+    /// of at most this many tokens, each scored by the heads.
     #[arg(long, default_value_t = 256)]
     max_tokens: usize,
+    /// Most tokens read of one prompt over all its windows (--max-tokens to
+    /// 65536); the rest is not read and the prompt is reported
+    /// truncated (its tokens still counted).
+    #[arg(long, default_value_t = DEFAULT_MAX_TOTAL_TOKENS)]
+    max_total_tokens: usize,
+    /// Number format of the encoder: auto (the fastest that passes the
+    /// accuracy gate on this machine), f32, bf16 or int8.
+    #[arg(long, default_value_t = EncoderPrecision::Auto)]
+    precision: EncoderPrecision,
+    /// Threads of the encoder (one pool, shared with candle's CPU kernels);
+    /// default: one per core (or RAYON_NUM_THREADS).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     /// Most texts in one forward pass.
     #[arg(long, default_value_t = 32)]
     max_batch: usize,
@@ -176,11 +193,33 @@ fn load_models(args: &ServeArgs) -> Result<Loaded, (u8, String)> {
         ));
     }
     let device = device(&args.device).map_err(|e| (EXIT_USAGE, e))?;
+    if let Some(n) = args.threads {
+        routemesh_inference::init_threads(usize::from(n)).map_err(|e| (EXIT_USAGE, e))?;
+    }
+    if !(args.max_tokens..=MAX_TOTAL_TOKENS).contains(&args.max_total_tokens) {
+        return Err((
+            EXIT_USAGE,
+            format!(
+                "--max-total-tokens {} is out of range {}..={MAX_TOTAL_TOKENS} (at least --max-tokens)",
+                args.max_total_tokens, args.max_tokens
+            ),
+        ));
+    }
+    let opts = EncoderOptions {
+        max_tokens: args.max_tokens,
+        max_total_tokens: args.max_total_tokens,
+        precision: args.precision,
+    };
     let mut models: Vec<Box<dyn EmbeddingModel>> = Vec::with_capacity(replicas);
     for _ in 0..replicas {
-        let encoder = Encoder::load_on(&args.model_dir, args.max_tokens, device.clone()).map_err(|e| {
+        let encoder = Encoder::load_on(&args.model_dir, &opts, device.clone()).map_err(|e| {
             (EXIT_NO_MODEL, format!("cannot load the model from {}: {e} (scripts/fetch-model.sh installs the default)", args.model_dir.display()))
         })?;
+        tracing::info!(
+            precision = %encoder.precision_in_use(),
+            threads = routemesh_inference::threads(),
+            "encoder loaded"
+        );
         models.push(Box::new(encoder));
     }
     let name = args

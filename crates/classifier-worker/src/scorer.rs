@@ -1,15 +1,32 @@
 //! Classifiers that run after the encoder in the same batch: trained heads
-//! on the pooled embedding, and full HF models on the text. The encoder runs
-//! once per prompt whatever the number of scorers.
+//! on the pooled embeddings of a text's windows, and full HF models on the
+//! text. The encoder runs once per prompt whatever the number of scorers.
 
 pub use routemesh_common::signals::{Output, Span};
+
+/// A text's embeddings as a scorer sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct TextEmbedding<'a> {
+    /// The text's unit vector: the token-weighted mean of its windows
+    /// (what similarity and the cache use).
+    pub combined: &'a [f32],
+    /// One unit vector per window of at most the encoder's `max_tokens`,
+    /// in text order; one for a short text.
+    pub windows: &'a [Vec<f32>],
+    /// Tokens in each window, special tokens included.
+    pub window_tokens: &'a [usize],
+}
 
 /// A classifier the batcher runs on the texts and embeddings of a batch.
 pub trait Scorer: Send + 'static {
     /// The name requests use to ask for it.
     fn name(&self) -> &str;
-    /// One output per text; `embeddings[i]` is the pooled embedding of `texts[i]`.
-    fn score(&self, texts: &[&str], embeddings: &[&[f32]]) -> Result<Vec<Output>, String>;
+    /// One output per text; `embeddings[i]` holds the embeddings of `texts[i]`.
+    fn score(
+        &self,
+        texts: &[&str],
+        embeddings: &[TextEmbedding<'_>],
+    ) -> Result<Vec<Output>, String>;
 }
 
 /// Loads the scorer for a classifier folder: a trained head (`head.json`)
@@ -116,7 +133,11 @@ impl Scorer for HfScorer {
         &self.name
     }
 
-    fn score(&self, texts: &[&str], _embeddings: &[&[f32]]) -> Result<Vec<Output>, String> {
+    fn score(
+        &self,
+        texts: &[&str],
+        _embeddings: &[TextEmbedding<'_>],
+    ) -> Result<Vec<Output>, String> {
         match self.model.kind() {
             crate::hf::HfKind::Sequence => {
                 let probs = self.model.classify(texts).map_err(|e| e.to_string())?;
@@ -146,7 +167,8 @@ impl Scorer for HfScorer {
     }
 }
 
-/// A trained head on the pooled embedding.
+/// A trained head on the pooled embedding of every window of a text,
+/// pooled over the windows as its `head.json` says (`windows`).
 struct HeadScorer {
     name: String,
     head: crate::heads::Head,
@@ -157,18 +179,24 @@ impl Scorer for HeadScorer {
         &self.name
     }
 
-    fn score(&self, _texts: &[&str], embeddings: &[&[f32]]) -> Result<Vec<Output>, String> {
+    fn score(
+        &self,
+        _texts: &[&str],
+        embeddings: &[TextEmbedding<'_>],
+    ) -> Result<Vec<Output>, String> {
         embeddings
             .iter()
             .map(|e| {
-                if e.len() != self.head.dim() {
+                if let Some(w) = e.windows.iter().find(|w| w.len() != self.head.dim()) {
                     return Err(format!(
                         "the head takes {}-dim embeddings but the encoder gives {} (trained for another encoder?)",
                         self.head.dim(),
-                        e.len()
+                        w.len()
                     ));
                 }
-                Ok(Output::Scores { probs: self.head.predict(e) })
+                Ok(Output::Scores {
+                    probs: self.head.predict_windows(e.windows, e.window_tokens),
+                })
             })
             .collect()
     }

@@ -188,6 +188,7 @@ impl Ctx {
                     embedding: e.vector,
                     tokens: u32::try_from(e.tokens).unwrap_or(u32::MAX),
                     truncated: e.truncated,
+                    windows: u32::try_from(e.windows).unwrap_or(u32::MAX),
                     outputs: e.outputs,
                 })
                 .collect(),

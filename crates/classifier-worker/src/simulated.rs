@@ -21,12 +21,14 @@ impl EmbeddingModel for SimulatedModel {
     fn encode(&self, texts: &[&str]) -> Result<Encoded, EncoderError> {
         let started = Instant::now();
         std::thread::sleep(self.cost);
-        let embeddings = texts.iter().map(|t| vector(t, self.dim)).collect();
+        let embeddings: Vec<Vec<f32>> = texts.iter().map(|t| vector(t, self.dim)).collect();
         let token_counts: Vec<usize> = texts
             .iter()
             .map(|t| t.split_whitespace().count() + 2)
             .collect();
         Ok(Encoded {
+            windows: embeddings.iter().map(|e| vec![e.clone()]).collect(),
+            window_tokens: token_counts.iter().map(|&t| vec![t]).collect(),
             embeddings,
             truncated: vec![false; texts.len()],
             token_counts,

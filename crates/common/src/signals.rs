@@ -32,9 +32,14 @@ pub struct Signals {
     /// Length of the prompt in encoder tokens, before truncation, including
     /// the two special tokens; `None` when the classifier did not answer.
     pub prompt_tokens: Option<u32>,
-    /// The prompt was longer than the encoder's maximum and was truncated
-    /// before embedding (the length signal still counts every token).
+    /// The prompt was longer than the encoder reads
+    /// (`encoder.max_total_tokens`): only its first tokens were embedded
+    /// (the length signal still counts every token).
     pub truncated: bool,
+    /// Windows of at most `encoder.max_tokens` tokens the prompt was read
+    /// in (1 for a short prompt); 0 when the classifier did not answer.
+    #[serde(default)]
+    pub windows: u32,
     /// Personal data found in the prompt, in text order, not overlapping.
     pub pii: Vec<PiiSpan>,
     /// The prompt's language, when it could be told reliably.

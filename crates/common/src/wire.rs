@@ -86,11 +86,20 @@ pub struct EmbeddingItem {
     pub embedding: Vec<f32>,
     /// Tokens before truncation, special tokens included.
     pub tokens: u32,
-    /// Longer than the worker's maximum and truncated before embedding.
+    /// Longer than the worker reads of a text (its `--max-total-tokens`):
+    /// only the first tokens were embedded.
     pub truncated: bool,
+    /// Windows of at most the worker's `--max-tokens` the text was read in
+    /// (1 for a short text, and from workers older than windows).
+    #[serde(default = "one_window")]
+    pub windows: u32,
     /// What each requested classifier said, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, Output>,
+}
+
+fn one_window() -> u32 {
+    1
 }
 
 /// Where a worker spent a request's time, in microseconds.
@@ -139,6 +148,7 @@ mod tests {
                 embedding: embedding.clone(),
                 tokens: 7,
                 truncated: false,
+                windows: 3,
                 outputs: BTreeMap::from([(
                     "domain".to_owned(),
                     Output::Scores {
@@ -157,6 +167,13 @@ mod tests {
             .all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "an f32 changed crossing the wire");
         assert_eq!(back, reply);
+    }
+
+    #[test]
+    fn an_item_from_a_worker_without_windows_was_read_in_one() {
+        let item = br#"{"embedding": [1.0], "tokens": 5, "truncated": false}"#;
+        let item: EmbeddingItem = serde_json::from_slice(item).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(item.windows, 1);
     }
 
     #[test]

@@ -134,6 +134,7 @@ default: { name: fallback, model: coder }
             keywords: vec![code],
             prompt_tokens: Some(tokens),
             truncated: false,
+            windows: 1,
             pii: Vec::new(),
             language: None,
             classifiers: Vec::new(),

@@ -360,6 +360,7 @@ async fn ask_once(
                 vector: i.embedding,
                 tokens: i.tokens as usize,
                 truncated: i.truncated,
+                windows: i.windows as usize,
                 outputs: i.outputs,
             })
             .collect(),

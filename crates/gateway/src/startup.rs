@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use routemesh_classifier_worker::scorer;
-use routemesh_classifier_worker::{BatchOptions, Batcher, Encoder, EncoderError, Replica};
+use routemesh_classifier_worker::{
+    BatchOptions, Batcher, Encoder, EncoderError, EncoderOptions, Replica,
+};
 use routemesh_common::Config;
 use routemesh_common::config::{ConfigError, ConfigErrors};
 use routemesh_runtime::nats::ConnectError;
@@ -133,11 +135,21 @@ pub(crate) async fn load_embedded(config: &Config) -> Result<Classifier, ServeEr
     let e = encoder.clone();
     let defs = config.signals.classifiers.clone();
     let batcher = tokio::task::spawn_blocking(move || {
-        let model =
-            Encoder::load(&e.model_dir, e.max_tokens).map_err(|source| ServeError::Model {
-                dir: e.model_dir.clone(),
-                source,
-            })?;
+        let opts = EncoderOptions {
+            max_tokens: e.max_tokens,
+            max_total_tokens: e.max_total_tokens,
+            precision: e.precision,
+        };
+        let model = Encoder::load(&e.model_dir, &opts).map_err(|source| ServeError::Model {
+            dir: e.model_dir.clone(),
+            source,
+        })?;
+        tracing::info!(
+            precision = %model.precision_in_use(),
+            "encoder loaded ({} tokens per window, {} at most per prompt)",
+            e.max_tokens,
+            e.max_total_tokens
+        );
         let scorers = defs
             .iter()
             .map(|d| scorer::load_scorer(&d.name, &d.path))

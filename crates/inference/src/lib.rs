@@ -16,6 +16,21 @@ use std::path::PathBuf;
 pub use bert::{Bert, BertConfig, Hidden};
 pub use kernels::Isa;
 
+/// Sizes rayon's global pool — the one pool of this engine and of candle's
+/// CPU kernels — to `threads`. Call it before the first forward pass: once
+/// the pool runs, its size is fixed and this fails.
+pub fn init_threads(threads: usize) -> Result<(), String> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| format!("cannot size the thread pool to {threads}: {e}"))
+}
+
+/// Threads of the pool the forward pass runs on.
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
 /// Number format of the packed linear-layer weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Precision {

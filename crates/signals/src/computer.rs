@@ -110,6 +110,7 @@ impl SignalComputer {
             keywords,
             prompt_tokens: Some(u32::try_from(e.tokens).unwrap_or(u32::MAX)),
             truncated: e.truncated,
+            windows: u32::try_from(e.windows).unwrap_or(u32::MAX),
             pii,
             language,
             classifiers: self
@@ -141,7 +142,10 @@ pub struct ClassifierMeta {
 pub struct PromptEmbedding<'a> {
     pub vector: &'a [f32],
     pub tokens: usize,
+    /// Longer than the encoder reads: only the first tokens were embedded.
     pub truncated: bool,
+    /// Windows the encoder read the prompt in (1 for a short prompt).
+    pub windows: usize,
     /// The classifiers' outputs, by name.
     pub outputs: &'a BTreeMap<String, Output>,
 }

@@ -7,6 +7,8 @@
 //! - [`gateway`]: the gateway's integration-test harness: the `routemesh`
 //!   binary and `classifier-worker serve` as child processes, fakes in
 //!   process, the shipped example config pointed at them.
+//! - [`prompts`]: long benign text and a prompt injection, for the tests
+//!   of long prompts read in windows.
 //! - [`CacheFaults`]: the cache's fault hooks (crash or stall a shard),
 //!   compiled into routemesh-cache only through its `fault-injection`
 //!   feature, which this crate turns on.
@@ -15,6 +17,7 @@
 pub mod fake;
 pub mod gateway;
 pub mod nats_server;
+pub mod prompts;
 
 use std::path::PathBuf;
 

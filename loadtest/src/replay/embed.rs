@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use routemesh_classifier_worker::scorer::{self, Output};
-use routemesh_classifier_worker::{BatchOptions, Batcher, Encoder, Replica};
+use routemesh_classifier_worker::{BatchOptions, Batcher, Encoder, EncoderOptions, Replica};
 use routemesh_common::Signals;
 use routemesh_common::config::Config;
 use routemesh_signals::{ClassifierMeta, PromptEmbedding, SignalComputer};
@@ -61,6 +61,8 @@ struct Cached {
     key: String,
     tokens: usize,
     truncated: bool,
+    /// Windows the text was read in.
+    windows: usize,
     outputs: BTreeMap<String, Output>,
     vector: Vec<f32>,
 }
@@ -77,8 +79,8 @@ pub async fn compute_signals(
     let model_sha = file_sha256(&encoder.model_dir.join("model.safetensors"))?;
     let mut identity = Sha256::new();
     identity.update(format!(
-        "routemesh-replay-embeddings v1\nmodel {model_sha}\nmax_tokens {}\n",
-        encoder.max_tokens
+        "routemesh-replay-embeddings v2\nmodel {model_sha}\nmax_tokens {}\nmax_total_tokens {}\nprecision {}\n",
+        encoder.max_tokens, encoder.max_total_tokens, encoder.precision
     ));
     for c in &config.signals.classifiers {
         identity.update(format!("classifier {} {}\n", c.name, dir_sha256(&c.path)?));
@@ -135,6 +137,7 @@ pub async fn compute_signals(
                     key: key.clone(),
                     tokens: item.tokens,
                     truncated: item.truncated,
+                    windows: item.windows,
                     outputs: item.outputs,
                     vector: item.vector,
                 };
@@ -187,6 +190,7 @@ pub async fn compute_signals(
                     vector: &c.vector,
                     tokens: c.tokens,
                     truncated: c.truncated,
+                    windows: c.windows,
                     outputs: &c.outputs,
                 }),
             ))
@@ -211,7 +215,12 @@ async fn start_batcher(config: &Config) -> Result<Batcher, ReplayError> {
     };
     let defs = config.signals.classifiers.clone();
     tokio::task::spawn_blocking(move || {
-        let model = Encoder::load(&e.model_dir, e.max_tokens)
+        let opts = EncoderOptions {
+            max_tokens: e.max_tokens,
+            max_total_tokens: e.max_total_tokens,
+            precision: e.precision,
+        };
+        let model = Encoder::load(&e.model_dir, &opts)
             .map_err(|err| ReplayError::Encode(format!("{}: {err}", e.model_dir.display())))?;
         let scorers = defs
             .iter()

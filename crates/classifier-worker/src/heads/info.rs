@@ -32,6 +32,10 @@ pub struct HeadInfo {
     /// least this; otherwise the other label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f32>,
+    /// How the head reads a text longer than one encoder window; absent
+    /// is `mean`.
+    #[serde(default, skip_serializing_if = "WindowPooling::is_mean")]
+    pub windows: WindowPooling,
     #[serde(default)]
     pub data: DataInfo,
     /// Measured on the evaluation set (`--data-eval`, else the validation split).
@@ -43,6 +47,54 @@ pub struct HeadInfo {
 
 fn default_format() -> u32 {
     HEAD_FORMAT
+}
+
+/// How a head's probabilities for a text come from those of its windows
+/// (a text longer than the encoder's `max_tokens` is read in several; a
+/// text of one window gets that window's probabilities either way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowPooling {
+    /// The token-weighted mean of the windows' probabilities: what the
+    /// text is about as a whole (domain, difficulty).
+    #[default]
+    Mean,
+    /// The probabilities of the window where `positive_label` is most
+    /// probable: a detector fires when any part of the text does
+    /// (injection). Needs `positive_label`.
+    Max,
+}
+
+impl WindowPooling {
+    pub fn is_mean(&self) -> bool {
+        *self == Self::Mean
+    }
+
+    /// `mean` or `max`, as in `head.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mean => "mean",
+            Self::Max => "max",
+        }
+    }
+}
+
+impl std::fmt::Display for WindowPooling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for WindowPooling {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "mean" => Ok(Self::Mean),
+            "max" => Ok(Self::Max),
+            other => Err(format!("`{other}`: use mean or max")),
+        }
+    }
 }
 
 /// The encoder a head belongs to. Embeddings from any other model are

@@ -11,7 +11,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use super::error::HeadError;
-use super::info::{ArchitectureKind, HeadInfo};
+use super::info::{ArchitectureKind, HeadInfo, WindowPooling};
 
 /// File names inside a head folder.
 pub const WEIGHTS_FILE: &str = "head.safetensors";
@@ -301,6 +301,10 @@ fn check(info: &HeadInfo, layers: &[Layer]) -> Result<(), String> {
     if info.labels.len() < 2 {
         return Err("a head needs at least two labels".into());
     }
+    let positive = info.positive_label.as_ref();
+    if info.windows == WindowPooling::Max && !positive.is_some_and(|p| info.labels.contains(p)) {
+        return Err("`windows: max` needs a `positive_label` among the labels".into());
+    }
     for (i, l) in layers.iter().enumerate() {
         if l.inputs == 0 || l.weight.len() != l.inputs * l.outputs || l.bias.len() != l.outputs {
             return Err(format!("layers.{i} has inconsistent sizes"));
@@ -370,6 +374,7 @@ mod tests {
             architecture: Architecture::from_hidden(hidden),
             positive_label: None,
             threshold: None,
+            windows: Default::default(),
             data: Default::default(),
             metrics: Default::default(),
             training: Default::default(),

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use routemesh_classifier_worker::{BatchOptions, Batcher, ClassifyError, Encoder, SimulatedModel};
+use routemesh_classifier_worker::{
+    BatchOptions, Batcher, ClassifyError, Encoder, EncoderOptions, SimulatedModel,
+};
 use routemesh_common::config;
 use routemesh_signals::{PromptEmbedding, SignalComputer};
 
@@ -28,7 +30,7 @@ default: { model: m }
 
 fn setup() -> Result<(Encoder, SignalComputer)> {
     let cfg = config::parse(CONFIG, Path::new(".")).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let encoder = Encoder::load(&model_dir(), 256)?;
+    let encoder = Encoder::load(&model_dir(), &EncoderOptions::new(256))?;
     let texts = SignalComputer::example_texts(&cfg.signals);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = encoder.encode(&refs)?.embeddings;
@@ -47,6 +49,7 @@ fn compute(
         vector: &e.embeddings[0],
         tokens: e.token_counts[0],
         truncated: e.truncated[0],
+        windows: e.windows[0].len(),
         outputs: &std::collections::BTreeMap::new(),
     };
     Ok(signals.compute(text, Some(p)))

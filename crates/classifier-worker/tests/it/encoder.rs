@@ -2,7 +2,8 @@
 //! in tests/fixtures, made by make_reference.py).
 
 use anyhow::Result;
-use routemesh_classifier_worker::Encoder;
+use routemesh_classifier_worker::{Encoder, EncoderOptions};
+use routemesh_common::config::EncoderPrecision;
 use serde::Deserialize;
 
 use crate::{cosine, model_dir};
@@ -20,6 +21,16 @@ struct Item {
     embedding: Vec<f32>,
 }
 
+/// Windows of `max_tokens` and a total of one window: what
+/// sentence-transformers does (truncation at `max_seq_length`), in f32.
+fn one_window(max_tokens: usize) -> EncoderOptions {
+    EncoderOptions {
+        max_total_tokens: max_tokens,
+        precision: EncoderPrecision::F32,
+        ..EncoderOptions::new(max_tokens)
+    }
+}
+
 fn reference() -> Result<Reference> {
     let text = include_str!("../fixtures/reference_embeddings.json");
     Ok(serde_json::from_str(text)?)
@@ -28,7 +39,7 @@ fn reference() -> Result<Reference> {
 #[test]
 fn embeddings_match_sentence_transformers() -> Result<()> {
     let r = reference()?;
-    let encoder = Encoder::load(&model_dir(), r.max_seq_length)?;
+    let encoder = Encoder::load(&model_dir(), &one_window(r.max_seq_length))?;
     assert_eq!(encoder.dim(), 384);
     let texts: Vec<&str> = r.items.iter().map(|i| i.text.as_str()).collect();
     // One batch with mixed lengths: padding must not change any embedding.
@@ -60,10 +71,35 @@ fn embeddings_match_sentence_transformers() -> Result<()> {
     Ok(())
 }
 
+/// Every precision stays within the accuracy gate's minimum (cosine 0.995,
+/// crates/inference/tests/gate.rs) of sentence-transformers on the fixture.
+#[test]
+fn every_precision_stays_near_sentence_transformers() -> Result<()> {
+    let r = reference()?;
+    let texts: Vec<&str> = r.items.iter().map(|i| i.text.as_str()).collect();
+    for precision in EncoderPrecision::ALL {
+        let opts = EncoderOptions {
+            precision,
+            ..one_window(r.max_seq_length)
+        };
+        let encoder = Encoder::load(&model_dir(), &opts)?;
+        let out = encoder.encode(&texts)?;
+        for (i, item) in r.items.iter().enumerate() {
+            let c = cosine(&out.embeddings[i], &item.embedding);
+            assert!(
+                c >= 0.995,
+                "{precision} ({}), item {i}: cosine {c:.5}",
+                encoder.precision_in_use()
+            );
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn batching_does_not_change_embeddings() -> Result<()> {
     let r = reference()?;
-    let encoder = Encoder::load(&model_dir(), r.max_seq_length)?;
+    let encoder = Encoder::load(&model_dir(), &EncoderOptions::new(r.max_seq_length))?;
     let texts: Vec<&str> = r.items.iter().map(|i| i.text.as_str()).collect();
     let batch = encoder.encode(&texts)?;
     for (i, text) in texts.iter().enumerate() {
@@ -78,7 +114,7 @@ fn batching_does_not_change_embeddings() -> Result<()> {
 #[test]
 fn a_shorter_maximum_truncates_more_and_still_counts_every_token() -> Result<()> {
     let r = reference()?;
-    let encoder = Encoder::load(&model_dir(), 16)?;
+    let encoder = Encoder::load(&model_dir(), &one_window(16))?;
     let long = r
         .items
         .iter()
@@ -93,7 +129,7 @@ fn a_shorter_maximum_truncates_more_and_still_counts_every_token() -> Result<()>
 
 #[test]
 fn a_maximum_beyond_the_model_is_refused() {
-    let err = Encoder::load(&model_dir(), 4096)
+    let err = Encoder::load(&model_dir(), &EncoderOptions::new(4096))
         .map(|_| ())
         .err()
         .map(|e| e.to_string())

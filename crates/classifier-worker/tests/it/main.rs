@@ -5,6 +5,7 @@
 mod embedded;
 mod encoder;
 mod hf;
+mod windows;
 
 /// The MiniLM folder: `$ROUTEMESH_MODEL_DIR` or `<workspace>/models/all-MiniLM-L6-v2`.
 pub use routemesh_test_support::model_dir;

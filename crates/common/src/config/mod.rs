@@ -6,6 +6,7 @@
 //! Every problem found in either phase is reported, each with its key path,
 //! in one [`ConfigErrors`].
 
+mod encoder;
 mod raw;
 mod upstream;
 mod validate;
@@ -25,6 +26,9 @@ use crate::rules::Expr;
 pub use crate::signals::ClassifierId;
 use crate::signals::PiiKind;
 
+pub use encoder::{
+    DEFAULT_MAX_TOTAL_TOKENS, EncoderConfig, EncoderPrecision, MAX_TOTAL_TOKENS, UnknownPrecision,
+};
 pub use upstream::{
     BreakerConfig, RetryPolicy, UpstreamApi, UpstreamConfig, UpstreamEndpoint, UpstreamFamily,
     UpstreamTimeouts,
@@ -235,18 +239,6 @@ pub enum OnUnavailable {
     Degrade,
     /// Refuse the request with 503.
     Reject,
-}
-
-/// `encoder:` — the sentence encoder that embeds prompts.
-#[derive(Debug, Clone)]
-pub struct EncoderConfig {
-    /// Folder with `config.json`, `tokenizer.json`, `model.safetensors`;
-    /// a relative path in the file is resolved against the file's folder.
-    pub model_dir: PathBuf,
-    /// Prompts longer than this many tokens are truncated before embedding.
-    pub max_tokens: usize,
-    /// Most prompts embedded in one forward pass.
-    pub max_batch: usize,
 }
 
 /// Index into [`Config::upstreams`].

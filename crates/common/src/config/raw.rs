@@ -47,7 +47,10 @@ pub(crate) struct RawAuth {
 pub(crate) struct RawEncoder {
     pub(crate) model_dir: Option<String>,
     pub(crate) max_tokens: Option<u32>,
+    pub(crate) max_total_tokens: Option<u32>,
     pub(crate) max_batch: Option<u32>,
+    /// `auto`, `f32`, `bf16` or `int8`.
+    pub(crate) precision: Option<String>,
 }
 
 /// `classifier:`

@@ -19,18 +19,14 @@ use super::raw::{
     RawLearning, RawModel, RawNats, RawRoute, RawRouter, RawServer, RawSignals, RawUpstream,
 };
 use super::{
-    ClassifierConfig, ClassifierDef, Config, ConfigError, ConfigErrors, EncoderConfig, Hedge,
-    KeywordRule, LabelRef, LearningConfig, LearningShare, ModelConfig, ModelCost, ModelId,
-    NatsConfig, OnUnavailable, RouteConfig, RouterConfig, ServerConfig, ServerTimeouts,
-    SignalsConfig, Transport, UpstreamConfig, UpstreamId,
+    ClassifierConfig, ClassifierDef, Config, ConfigError, ConfigErrors, Hedge, KeywordRule,
+    LabelRef, LearningConfig, LearningShare, ModelConfig, ModelCost, ModelId, NatsConfig,
+    OnUnavailable, RouteConfig, RouterConfig, ServerConfig, ServerTimeouts, SignalsConfig,
+    Transport, UpstreamConfig, UpstreamId,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
-const DEFAULT_MAX_TOKENS: u32 = 256;
-/// BERT-family encoders have 512 position embeddings.
-const MAX_ENCODER_TOKENS: u32 = 512;
-const DEFAULT_MAX_BATCH: u32 = 32;
 const DEFAULT_ROUTE_THRESHOLD: f32 = 0.5;
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
 /// Completion tokens a model is expected to write before outcomes say otherwise.
@@ -562,36 +558,6 @@ impl Validator {
         }
     }
 
-    fn encoder(&mut self, raw: Option<RawEncoder>, base_dir: &Path) -> Option<EncoderConfig> {
-        let raw = raw.unwrap_or_default();
-        let dir = raw.model_dir.filter(|d| !d.trim().is_empty());
-        if dir.is_none() {
-            self.error(
-                "encoder.model_dir",
-                "required: the folder of the encoder model".into(),
-            );
-        }
-        let max_tokens = raw.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
-        if !(8..=MAX_ENCODER_TOKENS).contains(&max_tokens) {
-            self.error(
-                "encoder.max_tokens",
-                format!("{max_tokens} is out of range 8..={MAX_ENCODER_TOKENS}"),
-            );
-        }
-        let max_batch = raw.max_batch.unwrap_or(DEFAULT_MAX_BATCH);
-        if !(1..=1024).contains(&max_batch) {
-            self.error(
-                "encoder.max_batch",
-                format!("{max_batch} is out of range 1..=1024"),
-            );
-        }
-        Some(EncoderConfig {
-            model_dir: base_dir.join(dir?),
-            max_tokens: max_tokens as usize,
-            max_batch: max_batch as usize,
-        })
-    }
-
     fn learning(
         &mut self,
         raw: RawLearning,
@@ -890,6 +856,7 @@ impl Validator {
 mod auth;
 mod cache;
 mod decisions;
+mod encoder;
 mod ext_proc;
 mod metrics;
 mod tracing;

@@ -85,7 +85,12 @@ struct SignalsView<'a> {
     routes: BTreeMap<&'a str, f32>,
     keywords: BTreeMap<&'a str, bool>,
     prompt_tokens: Option<u32>,
+    /// Longer than `encoder.max_total_tokens` (the worker's
+    /// `--max-total-tokens`): only the first tokens were read.
     truncated: bool,
+    /// Windows of at most `encoder.max_tokens` the prompt was read in
+    /// (0 when the classifier did not answer).
+    windows: u32,
     /// Personal data found: kind and byte offsets (the values themselves are
     /// not echoed).
     pii: Vec<PiiView>,
@@ -220,6 +225,7 @@ async fn handle(
                 .collect(),
             prompt_tokens: s.prompt_tokens,
             truncated: s.truncated,
+            windows: s.windows,
             pii: s
                 .pii
                 .iter()

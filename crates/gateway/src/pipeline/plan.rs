@@ -166,6 +166,7 @@ pub(super) async fn plan(
                     vector: &item.vector,
                     tokens: item.tokens,
                     truncated: item.truncated,
+                    windows: item.windows,
                     outputs: &item.outputs,
                 };
                 let signals = ready.signals.compute(prompt, Some(prompt_embedding));

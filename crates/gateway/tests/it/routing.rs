@@ -107,11 +107,13 @@ async fn dry_run_shows_signals_decision_and_timings_and_forwards_nothing() -> Re
     let routes = v["signals"]["routes"].as_object().map(|o| o.len());
     assert_eq!(routes, Some(3), "one score per configured route: {v}");
     let tokens = v["signals"]["prompt_tokens"].as_u64().unwrap_or(0);
-    assert!(tokens > 256, "counted before truncation: {v}");
+    assert!(tokens > 512, "every token counted: {v}");
     assert_eq!(
-        v["signals"]["truncated"], true,
-        "longer than max_tokens is truncated, not rejected"
+        v["signals"]["truncated"], false,
+        "longer than max_tokens is read in windows, not cut or rejected"
     );
+    let windows = v["signals"]["windows"].as_u64().unwrap_or(0);
+    assert_eq!(windows, (tokens - 2).div_ceil(254), "windows of 256: {v}");
     for stage in ["tokenize", "forward", "classify", "decide", "total"] {
         assert!(
             v["timings_ms"][stage].as_f64().is_some(),

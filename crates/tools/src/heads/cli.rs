@@ -7,6 +7,8 @@
 
 use std::path::PathBuf;
 
+use routemesh_classifier_worker::heads::WindowPooling;
+
 use super::metrics::Criterion;
 
 /// `routemesh-tools train-head`.
@@ -37,7 +39,8 @@ pub struct TrainHeadArgs {
     /// Encoder folder (config.json, tokenizer.json, model.safetensors).
     #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
     pub model_dir: PathBuf,
-    /// Longer texts are truncated before embedding.
+    /// Longer texts are truncated before embedding (training reads one
+    /// window per text).
     #[arg(long, default_value_t = 256)]
     pub max_tokens: usize,
     /// Hidden layer widths: 0 = logistic regression, 256 = one hidden layer,
@@ -78,6 +81,12 @@ pub struct TrainHeadArgs {
     /// Binary heads: what the threshold maximises on the evaluation rows.
     #[arg(long, value_enum, default_value = "f1")]
     pub choose_threshold: Criterion,
+    /// How the served head reads a prompt longer than one encoder window
+    /// (recorded in head.json): `mean` of the windows' probabilities
+    /// weighted by tokens, or `max`, the window where --positive-label is
+    /// most probable (a detector that fires when any window does).
+    #[arg(long, default_value_t = WindowPooling::Mean)]
+    pub windows: WindowPooling,
 }
 
 /// Loss weights per class.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use routemesh_classifier_worker::heads::{HeadInfo, Metrics, Scores};
+use routemesh_classifier_worker::heads::{HeadInfo, Metrics, Scores, WindowPooling};
 
 /// The summary `train-head` prints on stdout.
 pub(crate) fn summary(info: &HeadInfo) -> String {
@@ -131,6 +131,17 @@ pub(crate) fn readme(info: &HeadInfo) -> String {
     } else {
         s.push_str("| decision | the most probable label |\n");
     }
+    match (info.windows, &info.positive_label) {
+        (WindowPooling::Max, Some(p)) => {
+            let _ = writeln!(
+                s,
+                "| long prompts | `windows: max`: the window with the highest p({p}) |"
+            );
+        }
+        _ => s.push_str(
+            "| long prompts | `windows: mean`: the windows' probabilities, weighted by tokens |\n",
+        ),
+    }
     if let Some(f) = &d.train {
         let _ = writeln!(
             s,
@@ -240,4 +251,41 @@ fn shell_words(words: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use routemesh_classifier_worker::heads::HeadInfo;
+
+    /// The committed heads' README.md say how they read long prompts as
+    /// `train-head` writes it from their head.json's `windows`.
+    #[test]
+    fn the_committed_readmes_say_how_windows_are_pooled() {
+        let heads = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../heads");
+        for (name, pooling) in [
+            ("domain", "mean"),
+            ("injection", "max"),
+            ("difficulty", "mean"),
+        ] {
+            let read = |file: &str| {
+                std::fs::read_to_string(heads.join(name).join(file))
+                    .unwrap_or_else(|e| panic!("{name}/{file}: {e}"))
+            };
+            let info: HeadInfo =
+                serde_json::from_str(&read("head.json")).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let row = |text: &str| {
+                text.lines()
+                    .find(|l| l.starts_with("| long prompts |"))
+                    .map(str::to_owned)
+            };
+            let generated = row(&super::readme(&info));
+            assert_eq!(generated, row(&read("README.md")), "{name}");
+            assert!(
+                generated.is_some_and(|r| r.contains(&format!("`windows: {pooling}`"))),
+                "{name}"
+            );
+        }
+    }
 }

@@ -11,11 +11,13 @@ use super::data::{self, Dataset};
 use super::error::TrainError;
 use super::metrics::{choose_threshold, scores};
 use super::train::{Fit, Rows, fit};
-use routemesh_classifier_worker::Encoder;
 use routemesh_classifier_worker::heads::{
     Architecture, Candidate, DataFile, DataInfo, EncoderInfo, HEAD_FORMAT, Head, HeadInfo,
-    LabelCount, Layer, Metrics, Scores, SplitInfo, ThresholdScores, TrainingInfo, argmax,
+    LabelCount, Layer, Metrics, Scores, SplitInfo, ThresholdScores, TrainingInfo, WindowPooling,
+    argmax,
 };
+use routemesh_classifier_worker::{Encoder, EncoderOptions};
+use routemesh_common::config::EncoderPrecision;
 
 /// Texts per forward pass while embedding the corpus.
 const EMBED_BATCH: usize = 32;
@@ -50,6 +52,12 @@ pub(crate) fn train(args: &TrainHeadArgs, command: Vec<String>) -> Result<HeadIn
         return Err(TrainError::Usage(format!(
             "--positive-label `{p}` needs a binary head with that label (labels: {labels:?})"
         )));
+    }
+    if args.windows == WindowPooling::Max && args.positive_label.is_none() {
+        return Err(TrainError::Usage(
+            "--windows max needs --positive-label (the label whose most probable window counts)"
+                .into(),
+        ));
     }
     let y = label_indices(&train_data, &labels)?;
     let eval_y = match &eval_data {
@@ -105,6 +113,7 @@ pub(crate) fn train(args: &TrainHeadArgs, command: Vec<String>) -> Result<HeadIn
         architecture: Architecture::default(),
         positive_label: args.positive_label.clone(),
         threshold: None,
+        windows: args.windows,
         data: DataInfo::default(),
         metrics: Metrics::default(),
         training: TrainingInfo::default(),
@@ -364,10 +373,19 @@ fn label_indices(d: &Dataset, labels: &[String]) -> Result<Vec<usize>, TrainErro
         .collect()
 }
 
-/// The encoder and its identity (folder name, weights sha256, width).
+/// The encoder and its identity (folder name, weights sha256, width). Heads
+/// are trained and measured on one window per text (the first `max_tokens`
+/// tokens: what the serving encoder scores each window on) in f32, the
+/// reference precision, so the embedding cache and the recorded metrics
+/// stay the same whatever the serving encoder's precision.
 fn load_encoder(dir: &Path, max_tokens: usize) -> Result<(Encoder, EncoderInfo), TrainError> {
     let sha256 = data::sha256_file(&dir.join("model.safetensors"))?;
-    let encoder = Encoder::load(dir, max_tokens).map_err(|source| TrainError::Encoder {
+    let opts = EncoderOptions {
+        max_tokens,
+        max_total_tokens: max_tokens,
+        precision: EncoderPrecision::F32,
+    };
+    let encoder = Encoder::load(dir, &opts).map_err(|source| TrainError::Encoder {
         path: dir.to_owned(),
         source,
     })?;

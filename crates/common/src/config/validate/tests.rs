@@ -13,6 +13,7 @@ use crate::signals::RouteId;
 
 mod auth;
 mod cache;
+mod encoder;
 mod upstreams;
 
 const EXAMPLE: &str = include_str!("../../../../../config/example.yaml");
