@@ -5,18 +5,27 @@
 //!
 //! ```text
 //! cargo run --release -p routemesh-classifier-worker --example encode_bench -- \
-//!     [MODEL_DIR] [--batches 1,2,4,8,16,32,64] [--tokens 16|32] [--seconds 3]
+//!     [MODEL_DIR] [--precision auto|f32|bf16|int8] [--threads N] \
+//!     [--batches 1,2,4,8,16,32,64] [--tokens 16|32] [--seconds 3]
 //! ```
 //!
-//! Threads: candle's CPU kernels use every core (set `RAYON_NUM_THREADS` to change that).
+//! `--suite` instead runs the fixed cases of scripts/bench-encoder.sh (one prompt of
+//! 16 / 64 / 128 / 256 tokens; batches of 8 / 32 / 64 prompts of 32 tokens) and writes them as
+//! JSON (`--json FILE`), with the exact prompts (`--prompts-out FILE`) so that the PyTorch side
+//! (loadtest/pytorch/encoder_bench.py) runs the same texts.
+//!
+//! Threads: one pool (rayon's, shared with candle) of `--threads` (default: one per core).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use routemesh_classifier_worker::Encoder;
+use routemesh_classifier_worker::{Encoder, EncoderOptions};
+use routemesh_common::config::EncoderPrecision;
 
-const USAGE: &str = "usage: encode_bench [MODEL_DIR] [--batches 1,2,4,8,16,32,64] \
-                     [--tokens 16|32] [--seconds 3]";
+const USAGE: &str = "usage: encode_bench [MODEL_DIR] [--precision auto|f32|bf16|int8] \
+                     [--threads N] [--batches 1,2,4,8,16,32,64] [--tokens 16|32] [--seconds 3]\n       \
+                     encode_bench [MODEL_DIR] --suite [--precision P] [--threads N] [--seconds S] \
+                     [--json OUT.json] [--prompts-out PROMPTS.json]";
 
 /// Realistic user prompts; joined and cut to the requested token length.
 const PROMPTS: [&str; 16] = [
@@ -47,6 +56,11 @@ struct Args {
     batches: Vec<usize>,
     tokens: usize,
     seconds: f64,
+    precision: EncoderPrecision,
+    threads: Option<usize>,
+    suite: bool,
+    json: Option<PathBuf>,
+    prompts_out: Option<PathBuf>,
 }
 
 fn parse_list(s: &str) -> Result<Vec<usize>, String> {
@@ -69,6 +83,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         batches: vec![1, 2, 4, 8, 16, 32, 64],
         tokens: 32,
         seconds: 3.0,
+        precision: EncoderPrecision::Auto,
+        threads: None,
+        suite: false,
+        json: None,
+        prompts_out: None,
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -100,6 +119,22 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
                     .filter(|s: &f64| *s > 0.0 && s.is_finite())
                     .ok_or(format!("--seconds `{v}`: use a positive number"))?;
             }
+            "--precision" => {
+                let v = value()?;
+                out.precision = v.parse().map_err(|e| format!("--precision: {e}"))?;
+            }
+            "--threads" => {
+                let v = value()?;
+                out.threads = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or(format!("--threads `{v}`: use a positive count"))?,
+                );
+            }
+            "--suite" => out.suite = true,
+            "--json" => out.json = Some(PathBuf::from(value()?)),
+            "--prompts-out" => out.prompts_out = Some(PathBuf::from(value()?)),
             "-h" | "--help" => return Err(USAGE.into()),
             f if f.starts_with('-') => return Err(format!("unknown flag {f}\n{USAGE}")),
             _ => out.model_dir = PathBuf::from(arg),
@@ -194,7 +229,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(64);
         }
     };
-    let encoder = Encoder::load(&args.model_dir, 256)?;
+    if let Some(n) = args.threads {
+        routemesh_inference::init_threads(n)?;
+    }
+    let loading = Instant::now();
+    let mut opts = EncoderOptions::new(256);
+    opts.precision = args.precision;
+    let encoder = Encoder::load(&args.model_dir, &opts)?;
+    let load_ms = loading.elapsed().as_secs_f64() * 1e3;
+    if args.suite {
+        return suite(&encoder, &args, load_ms);
+    }
     let mut prompts = Vec::with_capacity(PROMPTS.len());
     for i in 0..PROMPTS.len() {
         prompts.push(prompt_of(&encoder, i, args.tokens)?);
@@ -202,16 +247,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let counts: Vec<usize> = prompts.iter().map(|p| p.1).collect();
     let mean_tokens = counts.iter().sum::<usize>() as f64 / counts.len() as f64;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let threads = std::env::var("RAYON_NUM_THREADS").ok().unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .to_string()
-    });
+    let threads = routemesh_inference::threads();
 
     println!("# MiniLM throughput on CPU against batch size\n");
     println!("- date: {}", rfc3339(now));
     println!(
-        "- CPU: {} ({} cores; candle threads: {threads})",
+        "- CPU: {} ({} cores; encoder threads: {threads})",
         cpu_model(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
@@ -219,7 +260,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into());
     println!("- load average at start: {load} (other work on the machine moves the numbers)");
-    println!("- model: {}, fp32, CPU", args.model_dir.display());
+    println!(
+        "- model: {}, {} on CPU (loaded in {load_ms:.0} ms)",
+        args.model_dir.display(),
+        encoder.precision_in_use()
+    );
     println!("- command: `{}`", command.join(" "));
     println!(
         "- prompts: {} distinct, cut to at most {} tokens (special tokens included): mean {mean_tokens:.1}, \
@@ -285,6 +330,115 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "\nDESIGN.md budgets (2 threads): one 16-token prompt p50 ≤ 5 ms; 32 prompts × 32 tokens \
          ≥ 240 prompts/s (FACTS.md: PyTorch ~200/s, candle as it came ~125/s)."
     );
+    Ok(())
+}
+
+/// A suite case: its name, batch size and prompt length.
+const CASES: [(&str, usize, usize); 7] = [
+    ("single-16", 1, 16),
+    ("single-64", 1, 64),
+    ("single-128", 1, 128),
+    ("single-256", 1, 256),
+    ("batch-8", 8, 32),
+    ("batch-32", 32, 32),
+    ("batch-64", 64, 32),
+];
+
+/// Prompt `i` of exactly `target` tokens: cut by words, then topped up with
+/// one-token words.
+fn exact_prompt(
+    encoder: &Encoder,
+    i: usize,
+    target: usize,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let (mut text, mut n) = prompt_of(encoder, i, target)?;
+    while n < target {
+        text.push_str(" a");
+        n = tokens_of(encoder, &text)?;
+    }
+    if n != target {
+        return Err(format!("could not make a {target}-token prompt (got {n})").into());
+    }
+    Ok(text)
+}
+
+/// Peak resident memory of this process, in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The fixed cases as JSON (the shape loadtest/pytorch/report.py reads).
+fn suite(encoder: &Encoder, args: &Args, load_ms: f64) -> Result<(), Box<dyn std::error::Error>> {
+    let mut cases = Vec::new();
+    let mut prompt_cases = Vec::new();
+    for (name, batch, tokens) in CASES {
+        let count = batch.max(4);
+        let texts = (0..count)
+            .map(|i| exact_prompt(encoder, i, tokens))
+            .collect::<Result<Vec<_>, _>>()?;
+        prompt_cases.push(
+            serde_json::json!({"name": name, "batch": batch, "tokens": tokens, "texts": texts}),
+        );
+        let call = |k: usize| -> Vec<&str> {
+            if batch == 1 {
+                vec![texts[k % texts.len()].as_str()]
+            } else {
+                texts[..batch].iter().map(String::as_str).collect()
+            }
+        };
+        eprintln!("{name}: {batch} × {tokens} tokens, {} s", args.seconds);
+        let warm = Instant::now();
+        let mut k = 0;
+        while k < 3 || warm.elapsed() < Duration::from_millis(300) {
+            encoder.encode(&call(k))?;
+            k += 1;
+        }
+        let mut times = Vec::new();
+        let started = Instant::now();
+        while times.len() < 3 || started.elapsed().as_secs_f64() < args.seconds {
+            let batch_texts = call(times.len());
+            let t = Instant::now();
+            encoder.encode(&batch_texts)?;
+            times.push(t.elapsed());
+        }
+        let total = started.elapsed().as_secs_f64();
+        let runs = times.len();
+        times.sort();
+        cases.push(serde_json::json!({
+            "name": name,
+            "batch": batch,
+            "tokens": tokens,
+            "runs": runs,
+            "p50_ms": percentile_ms(&times, 0.5),
+            "p99_ms": percentile_ms(&times, 0.99),
+            "prompts_per_s": (runs * batch) as f64 / total,
+        }));
+    }
+    let report = serde_json::json!({
+        "engine": format!("routemesh {}", encoder.precision_in_use()),
+        "threads": routemesh_inference::threads(),
+        "load_ms": load_ms,
+        "rss_mib": peak_rss_mib(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "cases": cases,
+    });
+    let text = serde_json::to_string_pretty(&report)?;
+    match &args.json {
+        Some(path) => std::fs::write(path, text + "\n")?,
+        None => println!("{text}"),
+    }
+    if let Some(path) = &args.prompts_out {
+        let prompts = serde_json::json!({ "cases": prompt_cases });
+        std::fs::write(path, serde_json::to_string_pretty(&prompts)? + "\n")?;
+    }
     Ok(())
 }
 
