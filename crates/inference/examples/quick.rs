@@ -1,57 +1,35 @@
-//! Quick look: latency per precision and cosine to f32 (a probe, not the benchmark).
-use routemesh_inference::{Bert, Precision};
+//! A probe of one case (not the benchmark: scripts/bench-encoder.sh is):
+//! `cargo run --release -p routemesh-inference --example quick -- [int8|bf16|f32] [TOKENS] [BATCH]`
+//! prints p50 over 3 s of back-to-back calls. For perf: run it under `perf record`.
 use std::time::Instant;
 
+use routemesh_inference::{Bert, Precision};
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let precision: Precision = args.next().unwrap_or_else(|| "int8".into()).parse()?;
+    let tokens: usize = args.next().map_or(Ok(256), |s| s.parse())?;
+    let batch: usize = args.next().map_or(Ok(1), |s| s.parse())?;
     let dir = std::path::Path::new("models/all-MiniLM-L6-v2");
-    let mut tok =
-        tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| e.to_string())?;
-    tok.with_padding(None);
-    tok.with_truncation(None).map_err(|e| e.to_string())?;
-    let text = "Please explain how the gradient descent algorithm converges on convex functions and why the step size matters so much in practice. ".repeat(20);
-    let ids = tok
-        .encode(text.as_str(), true)
-        .map_err(|e| e.to_string())?
-        .get_ids()
-        .to_vec();
-    let cut = |n: usize| {
-        let mut v = ids[..n - 1].to_vec();
-        v.push(102);
-        v
-    };
-    let models: Vec<Bert> = Precision::ALL
-        .iter()
-        .map(|&p| Bert::load(dir, p))
-        .collect::<Result<_, _>>()?;
-    let r16 = cut(16);
-    let r128 = cut(128);
-    let r32 = cut(32);
-    let f32e = models[0].embed(&[&r128])?;
-    for m in &models {
-        let e = m.embed(&[&r128])?;
-        let cos: f32 = e[0].iter().zip(&f32e[0]).map(|(a, b)| a * b).sum();
-        for (name, rows, reps) in [
-            ("16", vec![r16.as_slice()], 300),
-            ("128", vec![r128.as_slice()], 60),
-            ("32x32", vec![r32.as_slice(); 32], 10),
-        ] {
-            let mut times = Vec::new();
-            for _ in 0..reps {
-                let t = Instant::now();
-                m.embed(&rows)?;
-                times.push(t.elapsed().as_secs_f64() * 1e3);
-            }
-            times.sort_by(f64::total_cmp);
-            let p50 = times[times.len() / 2];
-            println!(
-                "{:5} {:6} p50 {:8.3} ms  ({:.0} prompts/s)  cos128 {:.6}",
-                m.precision().to_string(),
-                name,
-                p50,
-                rows.len() as f64 / p50 * 1e3,
-                cos
-            );
-        }
+    let model = Bert::load(dir, precision)?;
+    // ids of ordinary wordpieces; the exact text does not change the cost
+    let row: Vec<u32> = std::iter::once(101)
+        .chain((0..tokens.saturating_sub(2)).map(|i| 2000 + (i as u32 * 37) % 20000))
+        .chain(std::iter::once(102))
+        .collect();
+    let rows: Vec<&[u32]> = vec![row.as_slice(); batch];
+    let mut times = Vec::new();
+    let started = Instant::now();
+    while started.elapsed().as_secs_f64() < 3.0 {
+        let t = Instant::now();
+        model.embed(&rows)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    times.sort_by(f64::total_cmp);
+    let p50 = times[times.len() / 2];
+    println!(
+        "{precision} {tokens} tokens × {batch}: p50 {p50:.3} ms, {:.0} prompts/s",
+        batch as f64 / p50 * 1e3
+    );
     Ok(())
 }

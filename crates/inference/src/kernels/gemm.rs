@@ -328,6 +328,40 @@ fn prepare_bf16(x: &[f32], t: usize, k: usize, kp: usize, out: &mut Vec<u32>, is
     fn wide(x: &[f32], k: usize, kp: usize, out: &mut [u32]) {
         body(x, k, kp, out)
     }
+    /// 32 values at a time with `vcvtne2ps2bf16` (round to nearest even,
+    /// as [`bf16_bits`]): its 32 halves come out in order, so as u32 they
+    /// are exactly the (even, odd) pairs the panels expect.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")]
+    fn native(x: &[f32], k: usize, kp: usize, out: &mut [u32]) {
+        use std::arch::x86_64::*;
+        for (row, dst) in x.chunks_exact(k).zip(out.chunks_exact_mut(kp / 2)) {
+            let full = k / 32;
+            for i in 0..full {
+                // SAFETY: values 32i..32i+32 of a row of k, pairs 16i..16i+16
+                // of a row of kp/2 ≥ k/2.
+                unsafe {
+                    let lo = _mm512_loadu_ps(row.as_ptr().add(32 * i));
+                    let hi = _mm512_loadu_ps(row.as_ptr().add(32 * i + 16));
+                    let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                    _mm512_storeu_si512(dst.as_mut_ptr().add(16 * i).cast(), packed);
+                }
+            }
+            let done = full * 32;
+            for i in done / 2..k / 2 {
+                dst[i] = bf16_bits(row[2 * i]) | bf16_bits(row[2 * i + 1]) << 16;
+            }
+            if k % 2 == 1 {
+                dst[k / 2] = bf16_bits(row[k - 1]);
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa.bf16 {
+        // SAFETY: AVX-512 BF16 was detected.
+        unsafe { native(x, k, kp, out) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if isa.avx512 {
         // SAFETY: AVX-512 was detected.
@@ -849,6 +883,18 @@ mod tests {
             let (simd, portable) = (run(here), run(Isa::portable()));
             // same products, summed in another order
             assert!(worst(&simd, &portable) < 1e-5, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn activations_convert_to_the_same_bf16_pairs_on_every_kernel() {
+        for (t, k) in [(3, 384), (2, 70), (1, 33)] {
+            let x = data(t * k, 9);
+            let kp = k.next_multiple_of(2);
+            let (mut here, mut portable) = (Vec::new(), Vec::new());
+            prepare_bf16(&x, t, k, kp, &mut here, Isa::detect());
+            prepare_bf16(&x, t, k, kp, &mut portable, Isa::portable());
+            assert_eq!(here, portable, "t={t} k={k}");
         }
     }
 

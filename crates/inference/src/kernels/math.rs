@@ -186,10 +186,139 @@ pub(crate) fn attention(
     }
 }
 
+/// One head of one sequence: `o = softmax(q·kᵀ/√d)·v`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attend(
+    isa: Isa,
+    qkv: &[f32],
+    start: usize,
+    len: usize,
+    col: usize,
+    d: usize,
+    h: usize,
+    scratch: &mut Vec<f32>,
+    o: &mut [f32],
+) {
+    assert!(qkv.len() >= (start + len) * 3 * h && col + d <= h && o.len() >= len * d);
+    #[cfg(target_arch = "x86_64")]
+    if isa.avx512 && (d == 32 || d == 64) {
+        // SAFETY: AVX-512 and FMA were detected; the bounds are asserted
+        // above (rows start..start+len of qkv, columns col..col+d of each
+        // third, len rows of o).
+        unsafe {
+            if d == 32 {
+                attend_avx512::<32, 2>(qkv, start, len, col, h, scratch, o);
+            } else {
+                attend_avx512::<64, 4>(qkv, start, len, col, h, scratch, o);
+            }
+        }
+        return;
+    }
+    attend_generic(isa, qkv, start, len, col, d, h, scratch, o);
+}
+
+/// [`attend`] on AVX-512 for a head of `D` = 16·`V` values: four queries
+/// at a time against 32 keys at a time (eight FMA chains), then the
+/// probabilities times the values with the four output rows in registers.
+///
+/// # Safety
+/// AVX-512 F/BW/DQ/VL and FMA are available; `qkv` holds rows
+/// `start..start + len` of `3h` values, `col + D ≤ h`, `o` holds `len × D`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+unsafe fn attend_avx512<const D: usize, const V: usize>(
+    qkv: &[f32],
+    start: usize,
+    len: usize,
+    col: usize,
+    h: usize,
+    scratch: &mut Vec<f32>,
+    o: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let stride = 3 * h;
+    let scale = 1.0 / (D as f32).sqrt();
+    let padded = len.next_multiple_of(2 * KEYS);
+    scratch.clear();
+    scratch.resize(D * padded + QUERIES * padded, 0.0);
+    let (kt, scores) = scratch.split_at_mut(D * padded);
+    for j in 0..len {
+        let key = &qkv[(start + j) * stride + h + col..][..D];
+        for (c, &v) in key.iter().enumerate() {
+            kt[c * padded + j] = v;
+        }
+    }
+    for i0 in (0..len).step_by(QUERIES) {
+        let mut q = [[0.0f32; D]; QUERIES];
+        for (g, q) in q.iter_mut().enumerate() {
+            let row = &qkv[(start + (i0 + g).min(len - 1)) * stride + col..][..D];
+            for (a, b) in q.iter_mut().zip(row) {
+                *a = b * scale;
+            }
+        }
+        // SAFETY: kt is D × padded and scores QUERIES × padded (resized
+        // above); jb + 32 ≤ padded.
+        unsafe {
+            for jb in (0..padded).step_by(2 * KEYS) {
+                let mut acc = [[_mm512_setzero_ps(); 2]; QUERIES];
+                for c in 0..D {
+                    let k = kt.as_ptr().add(c * padded + jb);
+                    let (k0, k1) = (_mm512_loadu_ps(k), _mm512_loadu_ps(k.add(KEYS)));
+                    for g in 0..QUERIES {
+                        let qv = _mm512_set1_ps(q[g][c]);
+                        acc[g][0] = _mm512_fmadd_ps(qv, k0, acc[g][0]);
+                        acc[g][1] = _mm512_fmadd_ps(qv, k1, acc[g][1]);
+                    }
+                }
+                for (g, acc) in acc.iter().enumerate() {
+                    let dst = scores.as_mut_ptr().add(g * padded + jb);
+                    _mm512_storeu_ps(dst, acc[0]);
+                    _mm512_storeu_ps(dst.add(KEYS), acc[1]);
+                }
+            }
+        }
+        let mut inv = [0.0f32; QUERIES];
+        for (g, inv) in inv.iter_mut().enumerate() {
+            let row = &mut scores[g * padded..g * padded + len];
+            let max = lanes_max(row);
+            for s in row.iter_mut() {
+                *s = exp(*s - max);
+            }
+            *inv = 1.0 / sum(row);
+        }
+        // SAFETY: value rows start..start+len, columns 2h+col..2h+col+D of
+        // qkv (asserted by the caller); output rows i0..i0+4 ≤ len of o.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); V]; QUERIES];
+            for j in 0..len {
+                let vp = qkv.as_ptr().add((start + j) * stride + 2 * h + col);
+                let mut v = [_mm512_setzero_ps(); V];
+                for (r, v) in v.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(vp.add(16 * r));
+                }
+                for g in 0..QUERIES {
+                    let p = _mm512_set1_ps(*scores.get_unchecked(g * padded + j));
+                    for r in 0..V {
+                        acc[g][r] = _mm512_fmadd_ps(p, v[r], acc[g][r]);
+                    }
+                }
+            }
+            for g in 0..QUERIES.min(len - i0) {
+                let dst = o.as_mut_ptr().add((i0 + g) * D);
+                let s = _mm512_set1_ps(inv[g]);
+                for r in 0..V {
+                    _mm512_storeu_ps(dst.add(16 * r), _mm512_mul_ps(acc[g][r], s));
+                }
+            }
+        }
+    }
+}
+
 multiversion! {
-    /// One head of one sequence: `o = softmax(q·kᵀ/√d)·v`.
+    /// [`attend`] on plain loops the compiler vectorises.
     #[allow(clippy::too_many_arguments)]
-    fn attend(qkv: &[f32], start: usize, len: usize, col: usize, d: usize, h: usize, scratch: &mut Vec<f32>, o: &mut [f32]) {
+    fn attend_generic(qkv: &[f32], start: usize, len: usize, col: usize, d: usize, h: usize, scratch: &mut Vec<f32>, o: &mut [f32]) {
         match d {
             32 => attend_d::<32>(qkv, start, len, col, h, scratch, o),
             64 => attend_d::<64>(qkv, start, len, col, h, scratch, o),
