@@ -8,9 +8,9 @@ use routemesh_test_support::gateway::{Fake, Gateway, chat, header};
 use routemesh_test_support::model_dir;
 use serde_json::{Value, json};
 
-const KEY: &str = "sk-ant-test-0123";
+pub(crate) const KEY: &str = "sk-ant-test-0123";
 
-fn config(fake: &Fake) -> String {
+pub(crate) fn config(fake: &Fake) -> String {
     format!(
         r#"
 encoder: {{ model_dir: "{model}" }}
