@@ -268,7 +268,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("- command: `{}`", command.join(" "));
     println!(
         "- prompts: {} distinct, cut to at most {} tokens (special tokens included): mean {mean_tokens:.1}, \
-         min {}, max {}; a batch cycles through them and is padded to its longest",
+         min {}, max {}; a batch cycles through them (packed without padding on the CPU kernels)",
         prompts.len(),
         args.tokens,
         counts.iter().min().unwrap_or(&0),
