@@ -5,9 +5,11 @@
 //! from the recorded outputs (correct or not, output tokens → cost from the price list) and
 //! feeds correctness back as the reward. The harness also computes the baselines (every single
 //! model, random, per-category static routing, the oracle), sweeps the cost weight λ, and
-//! writes `replay.json`, `replay.md` and two SVG plots.
+//! writes `replay.json`, `replay.md` and two SVG plots. `compare` replays the decisions only,
+//! under two encoder precisions, and counts how many prompts keep theirs.
 
 pub mod baselines;
+pub mod compare;
 pub mod data;
 pub mod embed;
 pub mod plot;
@@ -19,6 +21,10 @@ use std::path::{Path, PathBuf};
 use routemesh_common::config::Config;
 
 pub use baselines::{BaselineOptions, Baselines, Score, StaticRouting, TableRule, Tally};
+pub use compare::{
+    Change, DecisionComparison, PrecisionComparison, compare_precisions, run_comparison,
+    with_precision,
+};
 pub use data::{Answer, Dataset, Price, Row};
 pub use embed::{EmbedOptions, EmbedStats, compute_signals};
 pub use report::{Report, SweepPoint};

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use routemesh_common::config::EncoderPrecision;
 use routemesh_loadtest::bench::shell_command;
 use routemesh_loadtest::replay::{
     self, DEFAULT_CACHE_DIR, DEFAULT_REPORT_DIR, EmbedOptions, ReplayError, ReplayOptions,
@@ -28,6 +29,11 @@ const EXIT_NO_INPUT: u8 = 66;
 ///
 /// Writes replay.json, replay.md, cost_accuracy.svg and learning_curve.svg into --out and
 /// prints replay.md. Embeddings are cached under --cache-dir, so only the first run encodes.
+///
+/// With --compare-precision A,B it only computes every question's signals twice, with the
+/// config's encoder.precision set to A and to B, and prints how many questions get the same
+/// decision (`decide`, the rules) under both and the most frequent changes; no report is
+/// written, and the exit code is 0 whatever the share.
 ///
 /// Data format: JSON lines {id, category, question, models: {MODEL: {correct, out_tokens}}};
 /// prices: {"models": [{name, input_usd_per_mtok, output_usd_per_mtok}]}.
@@ -96,6 +102,10 @@ struct Cli {
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long, short)]
     quiet: bool,
+    /// Compare the decisions under two encoder precisions (e.g. `f32,int8`) instead of
+    /// running the benchmark.
+    #[arg(long, value_name = "A,B", value_delimiter = ',', num_args = 1)]
+    compare_precision: Option<Vec<EncoderPrecision>>,
 }
 
 fn main() -> ExitCode {
@@ -135,16 +145,22 @@ fn main() -> ExitCode {
         }
     };
     let command = shell_command(std::env::args());
+    if let Some(precisions) = &cli.compare_precision {
+        let Ok(pair) = <[EncoderPrecision; 2]>::try_from(precisions.as_slice()) else {
+            eprintln!("replay: --compare-precision takes two precisions, e.g. f32,int8");
+            return ExitCode::from(EXIT_USAGE);
+        };
+        return match runtime.block_on(replay::run_comparison(&opts, pair, &command)) {
+            Ok((_, markdown)) => {
+                print!("{markdown}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => exit_for(&e),
+        };
+    }
     let report = match runtime.block_on(replay::run_benchmark(&opts, command)) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("replay: {e}");
-            return ExitCode::from(match e {
-                ReplayError::Read { .. } | ReplayError::Data { .. } => EXIT_NO_INPUT,
-                ReplayError::Config(_) => EXIT_USAGE,
-                _ => 1,
-            });
-        }
+        Err(e) => return exit_for(&e),
     };
     match report.write(&cli.out) {
         Ok(files) => {
@@ -159,4 +175,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a failure and says how to exit on it.
+fn exit_for(e: &ReplayError) -> ExitCode {
+    eprintln!("replay: {e}");
+    ExitCode::from(match e {
+        ReplayError::Read { .. } | ReplayError::Data { .. } => EXIT_NO_INPUT,
+        ReplayError::Config(_) => EXIT_USAGE,
+        _ => 1,
+    })
 }

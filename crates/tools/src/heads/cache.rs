@@ -1,9 +1,14 @@
 //! The on-disk embedding cache, and embedding a corpus through it.
 //!
-//! One append-only file per encoder (model sha256 and `max_tokens`) under the
-//! cache folder: a 16-byte header (`RMEMB001` + dim as u32 LE + 4 zero
-//! bytes), then records of a 32-byte key — sha256 of (model sha256,
-//! max_tokens, text) — and `dim` little-endian f32s. Records are appended
+//! One append-only file per encoder (model sha256, `max_tokens` and the
+//! precision the forward pass ran in: `<sha256[..16]>-t<max_tokens>-<precision>.bin`)
+//! under the cache folder: a 16-byte header (`RMEMB001` + dim as u32 LE + 4
+//! zero bytes), then records of a 32-byte key — sha256 of (model sha256,
+//! max_tokens, precision, text) — and `dim` little-endian f32s. The
+//! precision is in both the file name and the key, so embeddings of one
+//! precision are never read as another's. (Files of the candle f32 path,
+//! before precisions existed, were `<sha>-t<max_tokens>.bin`: they are no
+//! longer read.) Records are appended
 //! after every batch, so an interrupted run keeps its progress; a torn last
 //! record is cut off when the file is next opened. Two trainers must not
 //! share a cache file at the same time.
@@ -23,13 +28,58 @@ const MAGIC: &[u8; 8] = b"RMEMB001";
 const HEADER: usize = 16;
 type Key = [u8; 32];
 
+/// What makes two embeddings of one text the same: the encoder's weights,
+/// its window and the precision its forward pass ran in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CacheIdentity {
+    /// sha256 of `model.safetensors` (hex).
+    pub model_sha256: String,
+    pub max_tokens: usize,
+    /// The precision in use (`Encoder::precision_in_use`: `f32`, `bf16`,
+    /// `int8`; `auto` resolved), not as asked.
+    pub precision: String,
+}
+
+impl CacheIdentity {
+    /// The cache file's name in the cache folder.
+    pub(crate) fn file_name(&self) -> String {
+        let short = self.model_sha256.get(..16).unwrap_or(&self.model_sha256);
+        // Only [a-z0-9-] in a file name (a GPU's `f32 (candle, cuda)` too).
+        let precision: String = self
+            .precision
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let precision = precision.trim_matches('-');
+        format!("{short}-t{}-{precision}.bin", self.max_tokens)
+    }
+
+    /// The record key of `text`.
+    pub(crate) fn key(&self, text: &str) -> Key {
+        let mut h = Sha256::new();
+        h.update(self.model_sha256.as_bytes());
+        h.update(b"\0");
+        h.update(self.max_tokens.to_string().as_bytes());
+        h.update(b"\0");
+        h.update(self.precision.as_bytes());
+        h.update(b"\0");
+        h.update(text.as_bytes());
+        h.finalize().into()
+    }
+}
+
 /// Embeddings of one encoder, keyed by text.
 #[derive(Debug)]
 pub(crate) struct EmbeddingCache {
     path: PathBuf,
     file: File,
-    model_sha256: String,
-    max_tokens: usize,
+    identity: CacheIdentity,
     dim: usize,
     map: HashMap<Key, Vec<f32>>,
 }
@@ -38,8 +88,7 @@ impl EmbeddingCache {
     /// Opens (or creates) the cache file for this encoder in `dir`.
     pub(crate) fn open(
         dir: &Path,
-        model_sha256: &str,
-        max_tokens: usize,
+        identity: &CacheIdentity,
         dim: usize,
     ) -> Result<Self, TrainError> {
         let write_err = |path: &Path| {
@@ -47,8 +96,7 @@ impl EmbeddingCache {
             move |source| TrainError::Write { path, source }
         };
         std::fs::create_dir_all(dir).map_err(write_err(dir))?;
-        let short = model_sha256.get(..16).unwrap_or(model_sha256);
-        let path = dir.join(format!("{short}-t{max_tokens}.bin"));
+        let path = dir.join(identity.file_name());
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -88,21 +136,14 @@ impl EmbeddingCache {
         Ok(Self {
             path,
             file,
-            model_sha256: model_sha256.to_owned(),
-            max_tokens,
+            identity: identity.clone(),
             dim,
             map,
         })
     }
 
     pub(crate) fn key(&self, text: &str) -> Key {
-        let mut h = Sha256::new();
-        h.update(self.model_sha256.as_bytes());
-        h.update(b"\0");
-        h.update(self.max_tokens.to_string().as_bytes());
-        h.update(b"\0");
-        h.update(text.as_bytes());
-        h.finalize().into()
+        self.identity.key(text)
     }
 
     pub(crate) fn get(&self, key: &Key) -> Option<&[f32]> {
@@ -208,10 +249,19 @@ pub(crate) fn embed_all(
 mod tests {
     use super::*;
 
+    fn identity(max_tokens: usize, precision: &str) -> CacheIdentity {
+        CacheIdentity {
+            model_sha256: "abc".into(),
+            max_tokens,
+            precision: precision.into(),
+        }
+    }
+
     #[test]
     fn entries_survive_reopening_and_a_torn_tail_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cache = EmbeddingCache::open(dir.path(), "abc", 256, 2).unwrap();
+        let f32_id = identity(256, "f32");
+        let mut cache = EmbeddingCache::open(dir.path(), &f32_id, 2).unwrap();
         let (k1, k2) = (cache.key("one"), cache.key("two"));
         assert_ne!(k1, cache.key("ONE"));
         cache
@@ -223,18 +273,50 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[7; 10]).unwrap();
         drop(f);
-        let mut cache = EmbeddingCache::open(dir.path(), "abc", 256, 2).unwrap();
+        let mut cache = EmbeddingCache::open(dir.path(), &f32_id, 2).unwrap();
         assert_eq!(cache.get(&k1), Some(&[1.0, 2.0][..]));
         assert_eq!(cache.get(&k2), Some(&[3.0, 4.0][..]));
         let k3 = cache.key("three");
         cache.insert(vec![(k3, vec![5.0, 6.0])]).unwrap();
         drop(cache);
-        let cache = EmbeddingCache::open(dir.path(), "abc", 256, 2).unwrap();
+        let cache = EmbeddingCache::open(dir.path(), &f32_id, 2).unwrap();
         assert_eq!(cache.get(&k3), Some(&[5.0, 6.0][..]));
         assert_eq!(cache.map.len(), 3);
         // Another max_tokens is another key space and another file.
-        let other = EmbeddingCache::open(dir.path(), "abc", 128, 2).unwrap();
+        let other = EmbeddingCache::open(dir.path(), &identity(128, "f32"), 2).unwrap();
         assert_ne!(other.key("one"), k1);
         assert!(other.get(&k1).is_none());
+    }
+
+    #[test]
+    fn each_precision_has_its_own_keys_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f32_cache = EmbeddingCache::open(dir.path(), &identity(256, "f32"), 2).unwrap();
+        let k = f32_cache.key("one");
+        f32_cache.insert(vec![(k, vec![1.0, 2.0])]).unwrap();
+        drop(f32_cache);
+        let mut paths = std::collections::BTreeSet::new();
+        for precision in ["f32", "bf16", "int8"] {
+            let cache = EmbeddingCache::open(dir.path(), &identity(256, precision), 2).unwrap();
+            paths.insert(cache.path.clone());
+            if precision == "f32" {
+                assert_eq!(cache.key("one"), k);
+                assert_eq!(cache.get(&k), Some(&[1.0, 2.0][..]));
+            } else {
+                // Neither the key nor the file of f32's embedding.
+                assert_ne!(cache.key("one"), k, "{precision}");
+                assert!(cache.map.is_empty(), "{precision}");
+            }
+        }
+        assert_eq!(paths.len(), 3, "{paths:?}");
+        assert_eq!(
+            identity(256, "int8").file_name(),
+            "abc-t256-int8.bin",
+            "the precision is in the file name"
+        );
+        assert_eq!(
+            identity(256, "f32 (candle, cuda)").file_name(),
+            "abc-t256-f32--candle--cuda.bin"
+        );
     }
 }

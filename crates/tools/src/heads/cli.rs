@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use routemesh_classifier_worker::heads::WindowPooling;
+use routemesh_common::config::EncoderPrecision;
 
 use super::metrics::Criterion;
 
@@ -115,8 +116,53 @@ pub struct EvalHeadArgs {
     /// Defaults to the max_tokens the head was trained with.
     #[arg(long)]
     pub max_tokens: Option<usize>,
+    /// Embedding cache folder (keyed by model, max_tokens and precision).
     #[arg(long, default_value = ".cache/embeddings")]
     pub cache: PathBuf,
+    /// The encoder's number format (`auto`: the fastest that passes the
+    /// accuracy gate on this CPU). Heads are trained and their metrics
+    /// recorded in f32.
+    #[arg(long, default_value_t = EncoderPrecision::F32)]
+    pub precision: EncoderPrecision,
+    /// Which rows of --data: all of them, or one side of the trainer's
+    /// seeded split (`validation`: the rows a head trained on this file was
+    /// measured on; `train`: the others).
+    #[arg(long, value_enum, default_value = "all")]
+    pub split: Split,
+    /// The split's seed [default: head.json's data.split.seed].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The split's validation share [default: head.json's data.split.val_fraction].
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
+    /// Also measure the rows per value of this field (e.g. `source`).
+    #[arg(long)]
+    pub group_field: Option<String>,
+    /// Also write the result as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// The rows `eval-head` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Split {
+    /// Every row of the file.
+    All,
+    /// The rows the trainer holds out (`data::is_validation`).
+    Validation,
+    /// The rows the trainer fits on.
+    Train,
+}
+
+impl Split {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Validation => "validation",
+            Self::Train => "train",
+        }
+    }
 }
 
 /// `routemesh-tools make-difficulty-data`.
@@ -132,4 +178,55 @@ pub struct DifficultyArgs {
     /// `hard` when at most this many cheap models answer correctly.
     #[arg(long, default_value_t = 1)]
     pub max_cheap_correct: usize,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct EvalHead {
+        #[command(flatten)]
+        args: EvalHeadArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<EvalHeadArgs, clap::Error> {
+        let base = ["eval-head", "--head", "h", "--data", "d.jsonl"];
+        EvalHead::try_parse_from(base.iter().chain(extra)).map(|e| e.args)
+    }
+
+    #[test]
+    fn eval_head_defaults_to_f32_on_every_row() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.precision, EncoderPrecision::F32);
+        assert_eq!(a.split, Split::All);
+        assert_eq!((a.seed, a.val_fraction, a.group_field), (None, None, None));
+    }
+
+    #[test]
+    fn eval_head_takes_a_precision_and_a_split() {
+        let a = parse(&[
+            "--precision",
+            "int8",
+            "--split",
+            "validation",
+            "--seed",
+            "7",
+            "--group-field",
+            "source",
+        ])
+        .unwrap();
+        assert_eq!(a.precision, EncoderPrecision::Int8);
+        assert_eq!(a.split, Split::Validation);
+        assert_eq!(a.seed, Some(7));
+        assert_eq!(a.group_field.as_deref(), Some("source"));
+        assert_eq!(
+            parse(&["--precision", "auto"]).unwrap().precision,
+            EncoderPrecision::Auto
+        );
+        assert!(parse(&["--precision", "fp16"]).is_err());
+        assert!(parse(&["--split", "test"]).is_err());
+    }
 }

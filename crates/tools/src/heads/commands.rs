@@ -14,10 +14,22 @@ pub fn train_head(args: &TrainHeadArgs) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Measures a trained head on labelled rows and prints the metrics.
+/// Measures a trained head on labelled rows and prints the metrics (and the
+/// difference to head.json's when the rows are the recorded ones); with
+/// `--json`, writes them too.
 pub fn eval_head(args: &EvalHeadArgs) -> Result<(), TrainError> {
-    let metrics = trainer::evaluate(args)?;
-    print!("{}", report::metrics_markdown(&metrics));
+    let evaluation = trainer::evaluate(args)?;
+    print!("{}", report::evaluation_markdown(&evaluation));
+    if let Some(path) = &args.json {
+        let write = |source| TrainError::Write {
+            path: path.clone(),
+            source,
+        };
+        let json = serde_json::to_string_pretty(&evaluation)
+            .map_err(|e| write(std::io::Error::other(e)))?;
+        std::fs::write(path, json + "\n").map_err(write)?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(())
 }
 

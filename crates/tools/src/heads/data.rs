@@ -14,6 +14,8 @@ pub(crate) struct Dataset {
     pub sha256: String,
     pub texts: Vec<String>,
     pub labels: Vec<String>,
+    /// Each row's `group_field` when one was asked for, else empty.
+    pub groups: Vec<String>,
 }
 
 /// Reads `text_field` and `label_field` from every non-empty line. A label
@@ -22,6 +24,17 @@ pub(crate) fn read_jsonl(
     path: &Path,
     text_field: &str,
     label_field: &str,
+) -> Result<Dataset, TrainError> {
+    read_jsonl_grouped(path, text_field, label_field, None)
+}
+
+/// [`read_jsonl`], and each row's `group_field` (a string, boolean or
+/// integer; `(none)` where the row has none) into [`Dataset::groups`].
+pub(crate) fn read_jsonl_grouped(
+    path: &Path,
+    text_field: &str,
+    label_field: &str,
+    group_field: Option<&str>,
 ) -> Result<Dataset, TrainError> {
     let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
         path: path.to_owned(),
@@ -35,6 +48,7 @@ pub(crate) fn read_jsonl(
     })?;
     let mut texts = Vec::new();
     let mut labels = Vec::new();
+    let mut groups = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -61,6 +75,15 @@ pub(crate) fn read_jsonl(
             }
             None => return Err(bad(format!("no `{label_field}` field"))),
         };
+        if let Some(field) = group_field {
+            groups.push(match row.get(field) {
+                None | Some(serde_json::Value::Null) => "(none)".to_owned(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Bool(b)) => b.to_string(),
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                Some(_) => return Err(bad(format!("`{field}` is not a string or number"))),
+            });
+        }
         texts.push(text);
         labels.push(label);
     }
@@ -76,6 +99,7 @@ pub(crate) fn read_jsonl(
         sha256,
         texts,
         labels,
+        groups,
     })
 }
 
@@ -116,6 +140,15 @@ pub(crate) fn is_validation(seed: u64, text: &str, val_fraction: f64) -> bool {
     first.copy_from_slice(&digest[..8]);
     let h = u64::from_be_bytes(first);
     (h as f64) < val_fraction * 2f64.powi(64)
+}
+
+/// [`is_validation`] of every text: the trainer's split, which `eval-head
+/// --split` reuses so it measures the same rows.
+pub(crate) fn validation_mask(seed: u64, texts: &[String], val_fraction: f64) -> Vec<bool> {
+    texts
+        .iter()
+        .map(|t| is_validation(seed, t, val_fraction))
+        .collect()
 }
 
 /// A small deterministic generator (SplitMix64) for weight initialisation
@@ -170,6 +203,12 @@ mod tests {
         assert_eq!(d.labels, ["a", "true"]);
         assert_eq!(d.sha256, sha256_file(&path).unwrap());
 
+        let g = read_jsonl_grouped(&path, "t", "y", Some("y")).unwrap();
+        assert_eq!(g.groups, ["a", "true"]);
+        let g = read_jsonl_grouped(&path, "t", "y", Some("source")).unwrap();
+        assert_eq!(g.groups, ["(none)", "(none)"]);
+        assert!(d.groups.is_empty());
+
         std::fs::write(&path, "{\"t\":\"hi\",\"y\":\"a\"}\n{\"t\":\"yo\"}\n").unwrap();
         let err = read_jsonl(&path, "t", "y").unwrap_err().to_string();
         assert!(err.ends_with("d.jsonl:2: no `y` field"), "{err}");
@@ -183,6 +222,7 @@ mod tests {
         let other: Vec<bool> = texts.iter().map(|t| is_validation(7, t, 0.1)).collect();
         assert_eq!(val, again);
         assert_ne!(val, other);
+        assert_eq!(validation_mask(42, &texts, 0.1), val);
         let n = val.iter().filter(|v| **v).count();
         assert!((900..1100).contains(&n), "{n}");
     }

@@ -1,9 +1,181 @@
 //! Human-readable renderings of a head's record: its README.md and the
-//! trainer's summary. Pure functions of [`HeadInfo`] / [`Metrics`].
+//! trainer's summary, and `eval-head`'s [`Evaluation`]. Pure functions of
+//! [`HeadInfo`] / [`Metrics`] / [`Evaluation`].
 
 use std::fmt::Write;
 
 use routemesh_classifier_worker::heads::{HeadInfo, Metrics, Scores, WindowPooling};
+use serde::Serialize;
+
+/// What `eval-head` measured (printed as markdown, written with `--json`).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Evaluation {
+    /// The head folder, as given.
+    pub head: String,
+    pub name: String,
+    pub data: String,
+    pub data_sha256: String,
+    /// `all`, `validation` or `train`.
+    pub split: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_fraction: Option<f64>,
+    /// As asked (`auto`, `f32`, `bf16`, `int8`).
+    pub precision: String,
+    /// What the forward pass ran in.
+    pub precision_in_use: String,
+    pub max_tokens: usize,
+    pub cache_file: String,
+    pub texts_embedded: usize,
+    pub texts_cached: usize,
+    pub embed_seconds: f64,
+    pub metrics: Metrics,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_field: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupMetrics>,
+    /// Against head.json's metrics, when these are the rows they were
+    /// measured on.
+    pub recorded: Option<Versus>,
+}
+
+/// The metrics of the rows whose `--group-field` has one value.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct GroupMetrics {
+    pub value: String,
+    pub metrics: Metrics,
+}
+
+/// Measured against recorded, metric by metric.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Versus {
+    /// Where head.json's metrics were measured, and on how many rows.
+    pub on: String,
+    pub rows: usize,
+    pub lines: Vec<VersusLine>,
+}
+
+/// One metric, recorded and measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct VersusLine {
+    /// `argmax` or `p(label) ≥ threshold`.
+    pub decision: String,
+    /// `accuracy` or `macro-F1`.
+    pub metric: String,
+    pub recorded: f64,
+    pub measured: f64,
+    /// (measured − recorded) × 100.
+    pub points: f64,
+}
+
+impl Versus {
+    /// Every metric both have: accuracy and macro-F1 at argmax and, for a
+    /// binary head, at its threshold.
+    pub(crate) fn of(recorded: &Metrics, measured: &Metrics) -> Self {
+        let mut lines = Vec::new();
+        let mut add = |decision: &str, r: &Scores, m: &Scores| {
+            for (metric, a, b) in [
+                ("accuracy", r.accuracy, m.accuracy),
+                ("macro-F1", r.macro_f1, m.macro_f1),
+            ] {
+                // head.json's figures come back from JSON within an ulp or so
+                // (serde_json's default float parsing): that is no difference.
+                let points = (b - a) * 100.0;
+                lines.push(VersusLine {
+                    decision: decision.to_owned(),
+                    metric: metric.to_owned(),
+                    recorded: a,
+                    measured: b,
+                    points: if points.abs() < 1e-9 { 0.0 } else { points },
+                });
+            }
+        };
+        add("argmax", &recorded.argmax, &measured.argmax);
+        if let (Some(r), Some(m)) = (&recorded.at_threshold, &measured.at_threshold) {
+            let decision = format!("p({}) ≥ {:.4}", r.positive_label, r.threshold);
+            add(&decision, &r.scores, &m.scores);
+        }
+        Self {
+            on: recorded.on.clone(),
+            rows: recorded.rows,
+            lines,
+        }
+    }
+
+    /// The largest |difference| in points.
+    pub(crate) fn max_abs_points(&self) -> f64 {
+        self.lines
+            .iter()
+            .map(|l| l.points.abs())
+            .fold(0.0, f64::max)
+    }
+}
+
+/// `eval-head`'s markdown: the metrics, the comparison with head.json and
+/// the groups.
+pub(crate) fn evaluation_markdown(e: &Evaluation) -> String {
+    let mut s = format!(
+        "Head `{}` ({}), encoder precision {} (asked {}), {} tokens per text; {} texts \
+         embedded, {} from {}\n\n",
+        e.name,
+        e.head,
+        e.precision_in_use,
+        e.precision,
+        e.max_tokens,
+        e.texts_embedded,
+        e.texts_cached,
+        e.cache_file
+    );
+    s.push_str(&metrics_markdown(&e.metrics));
+    match &e.recorded {
+        Some(v) => {
+            let _ = writeln!(
+                s,
+                "\nAgainst head.json (measured on {}, {} rows):\n\n\
+                 | decision | metric | recorded | measured | Δ points |\n|---|---|--:|--:|--:|",
+                v.on, v.rows
+            );
+            for l in &v.lines {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.4} | {:.4} | {:+.2} |",
+                    l.decision, l.metric, l.recorded, l.measured, l.points
+                );
+            }
+            let _ = writeln!(s, "\nLargest difference: {:.2} points.", v.max_abs_points());
+        }
+        None => s.push_str(
+            "\nNot the rows head.json's metrics were measured on (another file, split, \
+             seed or share): nothing to compare with.\n",
+        ),
+    }
+    if let Some(field) = &e.group_field {
+        let threshold = e.metrics.at_threshold.is_some();
+        let _ = write!(
+            s,
+            "\nBy `{field}`:\n\n| {field} | rows | accuracy | macro-F1 |"
+        );
+        s.push_str(if threshold {
+            " accuracy at threshold | macro-F1 at threshold |\n|---|--:|--:|--:|--:|--:|\n"
+        } else {
+            "\n|---|--:|--:|--:|\n"
+        });
+        for g in &e.groups {
+            let m = &g.metrics;
+            let _ = write!(
+                s,
+                "| {} | {} | {:.4} | {:.4} |",
+                g.value, m.rows, m.argmax.accuracy, m.argmax.macro_f1
+            );
+            if let Some(t) = &m.at_threshold {
+                let _ = write!(s, " {:.4} | {:.4} |", t.scores.accuracy, t.scores.macro_f1);
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
 
 /// The summary `train-head` prints on stdout.
 pub(crate) fn summary(info: &HeadInfo) -> String {
@@ -287,5 +459,52 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// Differences in points, per metric and decision; an ulp is none.
+    #[test]
+    fn measured_against_recorded_in_points() {
+        use routemesh_classifier_worker::heads::{Metrics, Scores, ThresholdScores};
+        let sc = |accuracy: f64, macro_f1: f64| Scores {
+            accuracy,
+            macro_f1,
+            ..Scores::default()
+        };
+        let m = |a: Scores, t: Option<Scores>| Metrics {
+            on: "validation split of d.jsonl".into(),
+            rows: 864,
+            argmax: a,
+            at_threshold: t.map(|scores| ThresholdScores {
+                positive_label: "hard".into(),
+                criterion: "accuracy".into(),
+                threshold: 0.5645,
+                scores,
+            }),
+        };
+        let recorded = m(sc(0.8137, 0.8245), Some(sc(0.6296, 0.6168)));
+        let measured = m(
+            sc(0.8125, 0.8245 + 1e-16),
+            Some(sc(0.6273, 0.6168 + 0.0031)),
+        );
+        let v = super::Versus::of(&recorded, &measured);
+        let points: Vec<(&str, &str, f64)> = v
+            .lines
+            .iter()
+            .map(|l| (l.decision.as_str(), l.metric.as_str(), l.points))
+            .collect();
+        assert_eq!(points.len(), 4);
+        assert_eq!((points[0].0, points[0].1), ("argmax", "accuracy"));
+        assert!((points[0].2 + 0.12).abs() < 1e-9, "{points:?}");
+        assert_eq!(points[1].2, 0.0, "an ulp is no difference");
+        assert_eq!(points[2].0, "p(hard) ≥ 0.5645");
+        assert!((points[3].2 - 0.31).abs() < 1e-9, "{points:?}");
+        assert!((v.max_abs_points() - 0.31).abs() < 1e-9);
+        assert_eq!(
+            (v.rows, v.on.as_str()),
+            (864, "validation split of d.jsonl")
+        );
+        // No threshold on either side: argmax only.
+        let v = super::Versus::of(&m(sc(0.5, 0.5), None), &m(sc(0.5, 0.5), None));
+        assert_eq!(v.lines.len(), 2);
     }
 }

@@ -5,11 +5,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Instant;
 
-use super::cache::{EmbedStats, EmbeddingCache, embed_all};
-use super::cli::{ClassWeights, EvalHeadArgs, TrainHeadArgs};
+use super::cache::{CacheIdentity, EmbedStats, EmbeddingCache, embed_all};
+use super::cli::{ClassWeights, EvalHeadArgs, Split, TrainHeadArgs};
 use super::data::{self, Dataset};
 use super::error::TrainError;
 use super::metrics::{choose_threshold, scores};
+use super::report::{Evaluation, GroupMetrics, Versus};
 use super::train::{Fit, Rows, fit};
 use routemesh_classifier_worker::heads::{
     Architecture, Candidate, DataFile, DataInfo, EncoderInfo, HEAD_FORMAT, Head, HeadInfo,
@@ -64,11 +65,7 @@ pub(crate) fn train(args: &TrainHeadArgs, command: Vec<String>) -> Result<HeadIn
         Some(d) => Some(label_indices(d, &labels)?),
         None => None,
     };
-    let is_val: Vec<bool> = train_data
-        .texts
-        .iter()
-        .map(|t| data::is_validation(args.seed, t, args.val_fraction))
-        .collect();
+    let is_val = data::validation_mask(args.seed, &train_data.texts, args.val_fraction);
     let val_rows = is_val.iter().filter(|v| **v).count();
     if val_rows == 0 || val_rows == is_val.len() {
         return Err(TrainError::Usage(format!(
@@ -77,11 +74,11 @@ pub(crate) fn train(args: &TrainHeadArgs, command: Vec<String>) -> Result<HeadIn
         )));
     }
 
-    let (encoder, encoder_info) = load_encoder(&args.model_dir, args.max_tokens)?;
+    let (encoder, encoder_info) =
+        load_encoder(&args.model_dir, args.max_tokens, EncoderPrecision::F32)?;
     let mut cache = EmbeddingCache::open(
         &args.cache,
-        &encoder_info.sha256,
-        args.max_tokens,
+        &cache_identity(&encoder, &encoder_info),
         encoder_info.dim,
     )?;
     let mut texts: Vec<&str> = train_data.texts.iter().map(String::as_str).collect();
@@ -263,36 +260,182 @@ pub(crate) fn train(args: &TrainHeadArgs, command: Vec<String>) -> Result<HeadIn
     Ok(info)
 }
 
-/// Measures a saved head on labelled rows (through the embedding cache).
-pub(crate) fn evaluate(args: &EvalHeadArgs) -> Result<Metrics, TrainError> {
+/// Measures a saved head on labelled rows (through the embedding cache), in
+/// the asked precision, on all rows or one side of the trainer's split, and
+/// compares with the metrics head.json records when the rows are the ones
+/// they were measured on.
+pub(crate) fn evaluate(args: &EvalHeadArgs) -> Result<Evaluation, TrainError> {
     let head = Head::load(&args.head)?;
-    let max_tokens = args
-        .max_tokens
-        .or(head.info().encoder.max_tokens)
-        .unwrap_or(256);
-    let (encoder, encoder_info) = load_encoder(&args.model_dir, max_tokens)?;
-    if encoder_info.sha256 != head.info().encoder.sha256 || encoder_info.dim != head.dim() {
+    let info = head.info().clone();
+    let max_tokens = args.max_tokens.or(info.encoder.max_tokens).unwrap_or(256);
+    let d = data::read_jsonl_grouped(
+        &args.data,
+        &args.text_field,
+        &args.label_field,
+        args.group_field.as_deref(),
+    )?;
+    let labels = head.labels().to_vec();
+    let (seed, val_fraction) = (
+        args.seed.unwrap_or(info.data.split.seed),
+        args.val_fraction.unwrap_or(info.data.split.val_fraction),
+    );
+    if args.split != Split::All && !(val_fraction > 0.0 && val_fraction < 1.0) {
+        return Err(TrainError::Usage(format!(
+            "--split {}: the validation share {val_fraction} must be in (0, 1) (--val-fraction)",
+            args.split.name()
+        )));
+    }
+    let rows = select_rows(&d.texts, args.split, seed, val_fraction);
+    if rows.is_empty() {
+        return Err(TrainError::Usage(format!(
+            "--split {} leaves no rows of {}",
+            args.split.name(),
+            args.data.display()
+        )));
+    }
+    let all_y = label_indices(&d, &labels)?;
+    let y: Vec<usize> = rows.iter().map(|&i| all_y[i]).collect();
+    let recorded = recorded_rows(&info, &d, args.split, seed, val_fraction);
+    if recorded && args.split == Split::Validation {
+        check_split_counts(&info, &labels, &y)?;
+    }
+
+    let (encoder, encoder_info) = load_encoder(&args.model_dir, max_tokens, args.precision)?;
+    if encoder_info.sha256 != info.encoder.sha256 || encoder_info.dim != head.dim() {
         return Err(TrainError::Usage(format!(
             "{} was trained on encoder {} (sha256 {}), not on {} (sha256 {})",
             args.head.display(),
-            head.info().encoder.name,
-            head.info().encoder.sha256,
+            info.encoder.name,
+            info.encoder.sha256,
             args.model_dir.display(),
             encoder_info.sha256
         )));
     }
-    let d = data::read_jsonl(&args.data, &args.text_field, &args.label_field)?;
-    let labels = head.labels().to_vec();
-    let y = label_indices(&d, &labels)?;
-    let mut cache = EmbeddingCache::open(
-        &args.cache,
-        &encoder_info.sha256,
-        max_tokens,
-        encoder_info.dim,
-    )?;
-    let texts: Vec<&str> = d.texts.iter().map(String::as_str).collect();
-    let (x, _): (Vec<Vec<f32>>, EmbedStats) = embed_all(&encoder, &mut cache, &texts, EMBED_BATCH)?;
+    let identity = cache_identity(&encoder, &encoder_info);
+    let mut cache = EmbeddingCache::open(&args.cache, &identity, encoder_info.dim)?;
+    let texts: Vec<&str> = rows.iter().map(|&i| d.texts[i].as_str()).collect();
+    let (x, stats): (Vec<Vec<f32>>, EmbedStats) =
+        embed_all(&encoder, &mut cache, &texts, EMBED_BATCH)?;
+    drop(encoder);
     let probs = head.predict_batch(&x);
+
+    let on = match args.split {
+        Split::All => args.data.display().to_string(),
+        split => format!(
+            "{} split of {}, seed {seed}, {val_fraction} held out",
+            split.name(),
+            args.data.display()
+        ),
+    };
+    let metrics = measure(&head, &y, &probs, on);
+    let mut groups = Vec::new();
+    if let Some(field) = &args.group_field {
+        let mut values: Vec<&str> = rows.iter().map(|&i| d.groups[i].as_str()).collect();
+        values.sort_unstable();
+        values.dedup();
+        for value in values {
+            let part: Vec<usize> = (0..rows.len())
+                .filter(|&k| d.groups[rows[k]] == value)
+                .collect();
+            let gy: Vec<usize> = part.iter().map(|&k| y[k]).collect();
+            let gp: Vec<Vec<f32>> = part.iter().map(|&k| probs[k].clone()).collect();
+            groups.push(GroupMetrics {
+                value: value.to_owned(),
+                metrics: measure(&head, &gy, &gp, format!("{field} = {value}")),
+            });
+        }
+    }
+    let versus = recorded.then(|| Versus::of(&info.metrics, &metrics));
+    Ok(Evaluation {
+        head: args.head.display().to_string(),
+        name: info.name.clone(),
+        data: args.data.display().to_string(),
+        data_sha256: d.sha256.clone(),
+        split: args.split.name().to_owned(),
+        seed: (args.split != Split::All).then_some(seed),
+        val_fraction: (args.split != Split::All).then_some(val_fraction),
+        precision: args.precision.to_string(),
+        precision_in_use: identity.precision.clone(),
+        max_tokens,
+        cache_file: args.cache.join(identity.file_name()).display().to_string(),
+        texts_embedded: stats.embedded,
+        texts_cached: stats.cached,
+        embed_seconds: stats.elapsed.as_secs_f64(),
+        metrics,
+        group_field: args.group_field.clone(),
+        groups,
+        recorded: versus,
+    })
+}
+
+/// Indices of the rows `split` keeps, in file order: the trainer's own
+/// split ([`data::validation_mask`]), so `validation` is exactly the rows a
+/// head trained on this file with this seed and share was measured on.
+fn select_rows(texts: &[String], split: Split, seed: u64, val_fraction: f64) -> Vec<usize> {
+    if split == Split::All {
+        return (0..texts.len()).collect();
+    }
+    let want = split == Split::Validation;
+    data::validation_mask(seed, texts, val_fraction)
+        .into_iter()
+        .enumerate()
+        .filter(|&(_, v)| v == want)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Whether these are the rows head.json's metrics were measured on: the
+/// validation split of the very training file (same bytes, seed and share),
+/// or all of the very evaluation file.
+fn recorded_rows(info: &HeadInfo, d: &Dataset, split: Split, seed: u64, val_fraction: f64) -> bool {
+    let on_validation = info.metrics.on.starts_with("validation split");
+    fn sha(f: &Option<DataFile>) -> Option<&str> {
+        f.as_ref().map(|f| f.sha256.as_str())
+    }
+    match split {
+        Split::Validation => {
+            on_validation
+                && sha(&info.data.train) == Some(d.sha256.as_str())
+                && seed == info.data.split.seed
+                && val_fraction == info.data.split.val_fraction
+        }
+        Split::All => !on_validation && sha(&info.data.eval) == Some(d.sha256.as_str()),
+        Split::Train => false,
+    }
+}
+
+/// The validation rows per label must be the ones head.json counted: if
+/// not, the split function has changed and nothing here is comparable.
+fn check_split_counts(info: &HeadInfo, labels: &[String], y: &[usize]) -> Result<(), TrainError> {
+    let recorded: Vec<usize> = labels
+        .iter()
+        .map(|l| {
+            info.data
+                .label_counts
+                .iter()
+                .find(|c| &c.label == l)
+                .map_or(0, |c| c.val)
+        })
+        .collect();
+    let now: Vec<usize> = (0..labels.len())
+        .map(|c| y.iter().filter(|&&v| v == c).count())
+        .collect();
+    if now == recorded && y.len() == info.data.split.val_rows {
+        Ok(())
+    } else {
+        Err(TrainError::Usage(format!(
+            "the validation split has {} rows per label {now:?}, head.json records {} rows \
+             {recorded:?}: the split is not the trainer's",
+            y.len(),
+            info.data.split.val_rows
+        )))
+    }
+}
+
+/// Accuracy and macro-F1 at argmax and, for a binary head, at its recorded
+/// threshold.
+fn measure(head: &Head, y: &[usize], probs: &[Vec<f32>], on: String) -> Metrics {
+    let labels = head.labels();
     let argmax_pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
     let at_threshold = match (head.positive_index(), head.info().threshold) {
         (Some(pos), Some(t)) => {
@@ -301,17 +444,17 @@ pub(crate) fn evaluate(args: &EvalHeadArgs) -> Result<Metrics, TrainError> {
                 positive_label: labels[pos].clone(),
                 criterion: "as recorded in head.json".into(),
                 threshold: t,
-                scores: scores(&labels, &y, &pred),
+                scores: scores(labels, y, &pred),
             })
         }
         _ => None,
     };
-    Ok(Metrics {
-        on: args.data.display().to_string(),
+    Metrics {
+        on,
         rows: y.len(),
-        argmax: scores(&labels, &y, &argmax_pred),
+        argmax: scores(labels, y, &argmax_pred),
         at_threshold,
-    })
+    }
 }
 
 /// Parses `0,256,256x128` into hidden-width lists (`0` = none).
@@ -375,15 +518,19 @@ fn label_indices(d: &Dataset, labels: &[String]) -> Result<Vec<usize>, TrainErro
 
 /// The encoder and its identity (folder name, weights sha256, width). Heads
 /// are trained and measured on one window per text (the first `max_tokens`
-/// tokens: what the serving encoder scores each window on) in f32, the
-/// reference precision, so the embedding cache and the recorded metrics
-/// stay the same whatever the serving encoder's precision.
-fn load_encoder(dir: &Path, max_tokens: usize) -> Result<(Encoder, EncoderInfo), TrainError> {
+/// tokens: what the serving encoder scores each window on); training runs in
+/// f32, the reference precision, so the recorded metrics stay the same
+/// whatever the serving encoder's precision; `eval-head` may ask for another.
+fn load_encoder(
+    dir: &Path,
+    max_tokens: usize,
+    precision: EncoderPrecision,
+) -> Result<(Encoder, EncoderInfo), TrainError> {
     let sha256 = data::sha256_file(&dir.join("model.safetensors"))?;
     let opts = EncoderOptions {
         max_tokens,
         max_total_tokens: max_tokens,
-        precision: EncoderPrecision::F32,
+        precision,
     };
     let encoder = Encoder::load(dir, &opts).map_err(|source| TrainError::Encoder {
         path: dir.to_owned(),
@@ -399,6 +546,16 @@ fn load_encoder(dir: &Path, max_tokens: usize) -> Result<(Encoder, EncoderInfo),
         max_tokens: Some(max_tokens),
     };
     Ok((encoder, info))
+}
+
+/// The embedding cache's identity of this encoder: its weights, window and
+/// the precision it actually runs (`auto` resolved).
+fn cache_identity(encoder: &Encoder, info: &EncoderInfo) -> CacheIdentity {
+    CacheIdentity {
+        model_sha256: info.sha256.clone(),
+        max_tokens: encoder.max_tokens(),
+        precision: encoder.precision_in_use(),
+    }
 }
 
 fn class_weights(mode: ClassWeights, y: &[usize], classes: usize) -> Vec<f32> {
@@ -477,6 +634,80 @@ mod tests {
         );
         assert!(parse_hidden("0x5").is_err());
         assert!(parse_hidden("abc").is_err());
+    }
+
+    #[test]
+    fn eval_splits_are_the_trainers() {
+        let texts: Vec<String> = (0..2_000).map(|i| format!("question {i}")).collect();
+        let val = select_rows(&texts, Split::Validation, 42, 0.1);
+        let train = select_rows(&texts, Split::Train, 42, 0.1);
+        assert_eq!(select_rows(&texts, Split::All, 42, 0.1).len(), texts.len());
+        assert_eq!(val.len() + train.len(), texts.len());
+        // Exactly the rows `train` holds out (the same call it makes).
+        let held_out: Vec<usize> = (0..texts.len())
+            .filter(|&i| data::is_validation(42, &texts[i], 0.1))
+            .collect();
+        assert_eq!(val, held_out);
+        assert!(train.iter().all(|i| !held_out.contains(i)));
+        assert_ne!(val, select_rows(&texts, Split::Validation, 7, 0.1));
+    }
+
+    fn shipped(head: &str) -> HeadInfo {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../heads/{head}/head.json"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn recorded_rows_need_the_same_file_seed_and_share() {
+        let d = |sha: &str| Dataset {
+            path: "d.jsonl".into(),
+            sha256: sha.into(),
+            texts: Vec::new(),
+            labels: Vec::new(),
+            groups: Vec::new(),
+        };
+        // domain: measured on the validation split of its training file.
+        let info = shipped("domain");
+        let train = info.data.train.clone().unwrap().sha256;
+        assert!(recorded_rows(&info, &d(&train), Split::Validation, 42, 0.1));
+        assert!(!recorded_rows(
+            &info,
+            &d("other"),
+            Split::Validation,
+            42,
+            0.1
+        ));
+        assert!(!recorded_rows(&info, &d(&train), Split::Validation, 7, 0.1));
+        assert!(!recorded_rows(
+            &info,
+            &d(&train),
+            Split::Validation,
+            42,
+            0.2
+        ));
+        assert!(!recorded_rows(&info, &d(&train), Split::All, 42, 0.1));
+        assert!(!recorded_rows(&info, &d(&train), Split::Train, 42, 0.1));
+        // injection: measured on all of a separate evaluation file.
+        let info = shipped("injection");
+        let eval = info.data.eval.clone().unwrap().sha256;
+        let train = info.data.train.clone().unwrap().sha256;
+        assert!(recorded_rows(&info, &d(&eval), Split::All, 42, 0.1));
+        assert!(!recorded_rows(&info, &d(&eval), Split::Validation, 42, 0.1));
+        assert!(!recorded_rows(&info, &d(&train), Split::All, 42, 0.1));
+    }
+
+    #[test]
+    fn the_recorded_split_counts_are_checked() {
+        let info = shipped("difficulty");
+        let labels = info.labels.clone();
+        // 460 easy, 404 hard, as recorded.
+        let mut y = vec![0; 460];
+        y.extend(vec![1; 404]);
+        check_split_counts(&info, &labels, &y).unwrap();
+        y.pop();
+        y.push(0);
+        assert!(check_split_counts(&info, &labels, &y).is_err());
     }
 
     #[test]
