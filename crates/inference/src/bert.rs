@@ -113,23 +113,26 @@ pub struct Hidden {
 impl Hidden {
     /// Mean of each sequence's rows, scaled to unit length.
     pub fn mean_pooled(&self) -> Vec<Vec<f32>> {
-        self.spans
-            .iter()
-            .map(|&(start, len)| {
-                let mut mean = vec![0.0f32; self.width];
-                for row in self.states[start * self.width..(start + len) * self.width]
-                    .chunks_exact(self.width)
-                {
-                    for (m, v) in mean.iter_mut().zip(row) {
-                        *m += v;
-                    }
-                }
-                let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-                mean.iter_mut().for_each(|v| *v /= norm);
-                mean
-            })
-            .collect()
+        mean_pooled(&self.states, &self.spans, self.width)
     }
+}
+
+/// Mean of each span's rows of `states` (rows of `width`), unit length.
+fn mean_pooled(states: &[f32], spans: &[(usize, usize)], width: usize) -> Vec<Vec<f32>> {
+    spans
+        .iter()
+        .map(|&(start, len)| {
+            let mut mean = vec![0.0f32; width];
+            for row in states[start * width..(start + len) * width].chunks_exact(width) {
+                for (m, v) in mean.iter_mut().zip(row) {
+                    *m += v;
+                }
+            }
+            let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            mean.iter_mut().for_each(|v| *v /= norm);
+            mean
+        })
+        .collect()
 }
 
 impl Bert {
@@ -283,27 +286,34 @@ impl Bert {
         self.precision
     }
 
-    /// Bytes of packed linear-layer weights (embedding tables not counted).
-    pub fn packed_bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|l| {
-                l.qkv.weight_bytes()
-                    + l.out.weight_bytes()
-                    + l.up.weight_bytes()
-                    + l.down.weight_bytes()
-            })
-            .sum()
-    }
-
     /// Mean-pooled, unit-length embeddings of token-id rows (each with its
     /// special tokens, at most `max_position_embeddings` long).
     pub fn embed(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, Error> {
-        Ok(self.hidden(rows)?.mean_pooled())
+        // pooled straight from the pass's buffer: no copy of the states
+        self.forward(rows, |states, spans, width| {
+            mean_pooled(states, spans, width)
+        })
     }
 
     /// The last hidden state of every token of `rows`.
     pub fn hidden(&self, rows: &[&[u32]]) -> Result<Hidden, Error> {
+        self.forward(rows, |states, spans, width| Hidden {
+            states: states.to_vec(),
+            spans: spans.to_vec(),
+            width,
+        })
+    }
+
+    /// Runs the pass over `rows` and hands the last hidden states (`tokens ×
+    /// width`, sequences end to end, each at its span) to `read`.
+    fn forward<R>(
+        &self,
+        rows: &[&[u32]],
+        read: impl FnOnce(&[f32], &[(usize, usize)], usize) -> R + Send,
+    ) -> Result<R, Error>
+    where
+        R: Send,
+    {
         let mut spans = Vec::with_capacity(rows.len());
         let mut t = 0;
         for row in rows {
@@ -327,10 +337,16 @@ impl Bert {
         }
         // The whole pass runs on a worker of the pool: its GEMMs then split
         // by work stealing instead of waking the pool from outside each time.
-        rayon::scope(|_| self.run(rows, spans, t))
+        rayon::scope(|_| self.run(rows, &spans, t, read))
     }
 
-    fn run(&self, rows: &[&[u32]], spans: Vec<(usize, usize)>, t: usize) -> Result<Hidden, Error> {
+    fn run<R>(
+        &self,
+        rows: &[&[u32]],
+        spans: &[(usize, usize)],
+        t: usize,
+        read: impl FnOnce(&[f32], &[(usize, usize)], usize) -> R,
+    ) -> Result<R, Error> {
         let h = self.config.hidden_size;
         let mut guard = self
             .scratch
@@ -355,13 +371,9 @@ impl Bert {
         let norm = &self.embedding_norm;
         math::layer_norm(self.isa, &mut s.x, &norm.gamma, &norm.beta, self.eps);
         for layer in &self.layers {
-            self.layer(layer, t, &spans, s);
+            self.layer(layer, t, spans, s);
         }
-        Ok(Hidden {
-            states: s.x[..t * h].to_vec(),
-            spans,
-            width: h,
-        })
+        Ok(read(&s.x[..t * h], spans, h))
     }
 
     fn layer(&self, layer: &Layer, t: usize, spans: &[(usize, usize)], s: &mut Scratch) {

@@ -68,16 +68,6 @@ impl Precision {
             Self::F32
         }
     }
-
-    /// Whether this CPU has the instructions that make it fast (each
-    /// precision runs everywhere; without them, on portable kernels).
-    pub fn accelerated(self, isa: Isa) -> bool {
-        match self {
-            Self::F32 => isa.avx512,
-            Self::Bf16 => isa.bf16,
-            Self::Int8 => isa.vnni,
-        }
-    }
 }
 
 impl std::fmt::Display for Precision {

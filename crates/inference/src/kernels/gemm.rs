@@ -173,19 +173,6 @@ impl Gemm {
         }
     }
 
-    /// Bytes of packed weights.
-    pub(crate) fn weight_bytes(&self) -> usize {
-        match &self.packed {
-            Packed::F32(v) => v.len() * 4,
-            Packed::Bf16(v) => v.len() * 4,
-            Packed::Int8 {
-                panels,
-                scales,
-                colsums,
-            } => panels.len() + scales.len() * 4 + colsums.len() * 4,
-        }
-    }
-
     /// `y[t × n] = x[t × k] · Wᵀ + b`.
     pub(crate) fn forward(&self, x: &[f32], t: usize, y: &mut [f32], prep: &mut Prepared) {
         assert_eq!(x.len(), t * self.k, "x is t × k");
@@ -575,7 +562,31 @@ unsafe fn f32_avx512<const R: usize>(
                 hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
             }
         }
-        let (m0, m1) = masks(cols);
+        store_with_bias(&lo, &hi, bias, c, ldc, cols);
+    }
+}
+
+/// Writes an f32 tile's accumulators plus the bias: `R` rows × the valid
+/// `cols` of 32, rows `ldc` apart.
+///
+/// # Safety
+/// AVX-512 is available; `bias` holds 32 values, `c` room for `R` rows ×
+/// `cols` columns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+#[inline]
+unsafe fn store_with_bias<const R: usize>(
+    lo: &[std::arch::x86_64::__m512; R],
+    hi: &[std::arch::x86_64::__m512; R],
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    use std::arch::x86_64::*;
+    let (m0, m1) = masks(cols);
+    // SAFETY: the caller's bounds.
+    unsafe {
         let bias0 = _mm512_loadu_ps(bias);
         let bias1 = _mm512_loadu_ps(bias.add(16));
         for r in 0..R {
@@ -670,13 +681,7 @@ unsafe fn bf16_avx512<const R: usize>(
                 hi[r] = _mm512_dpbf16_ps(hi[r], av, b1);
             }
         }
-        let (m0, m1) = masks(cols);
-        let bias0 = _mm512_loadu_ps(bias);
-        let bias1 = _mm512_loadu_ps(bias.add(16));
-        for r in 0..R {
-            _mm512_mask_storeu_ps(c.add(r * ldc), m0, _mm512_add_ps(lo[r], bias0));
-            _mm512_mask_storeu_ps(c.add(r * ldc + 16), m1, _mm512_add_ps(hi[r], bias1));
-        }
+        store_with_bias(&lo, &hi, bias, c, ldc, cols);
     }
 }
 
