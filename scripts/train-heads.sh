@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # train-heads.sh — retrain the committed heads (heads/domain, heads/injection,
-# heads/difficulty) from the shared data sets and print their metrics.
+# heads/difficulty, heads/pii) from the shared data sets and print their metrics.
 #
 # Usage:   scripts/train-heads.sh [DATA_DIR] [HEAD...]     (works from any directory)
 #          DATA_DIR  the shared data folder (default: ../shared/data next to the repo)
-#          HEAD      domain | injection | difficulty (default: all three)
+#          HEAD      domain | injection | difficulty | pii (default: all four)
 # Env:     HEADS_OUT  where to write the head folders (default: <repo>/heads).
 #                     Anything else is a dry run: the new metrics are compared
 #                     with the committed heads' and the script says whether
@@ -26,7 +26,7 @@ die() { printf 'train-heads: ERROR: %s\n' "$*" >&2; exit 1; }
 
 # Paths are recorded in head.json as given, so pass them relative to the repo
 # root (../shared/data/...), not as this machine's absolute paths.
-if [[ $# -ge 1 && "$1" != domain && "$1" != injection && "$1" != difficulty ]]; then
+if [[ $# -ge 1 && "$1" != domain && "$1" != injection && "$1" != difficulty && "$1" != pii ]]; then
     [[ -d "$1" ]] || die "data folder $1 not found"
     DATA="$(realpath --relative-to="$REPO_ROOT" -- "$1")"
     shift
@@ -34,9 +34,9 @@ else
     DATA="../shared/data"
 fi
 HEADS=("$@")
-[[ ${#HEADS[@]} -gt 0 ]] || HEADS=(domain injection difficulty)
+[[ ${#HEADS[@]} -gt 0 ]] || HEADS=(domain injection difficulty pii)
 for h in "${HEADS[@]}"; do
-    case "$h" in domain|injection|difficulty) ;; *) die "unknown head '$h' (domain, injection, difficulty)" ;; esac
+    case "$h" in domain|injection|difficulty|pii) ;; *) die "unknown head '$h' (domain, injection, difficulty, pii)" ;; esac
 done
 
 cd -- "$REPO_ROOT"
@@ -45,7 +45,7 @@ CACHE="${ROUTEMESH_EMBED_CACHE:-.cache/embeddings}"
 MODEL="models/all-MiniLM-L6-v2"
 BIN="target/release/routemesh-tools"
 
-for f in routing/mmlu_pro_train.jsonl safety/injection_train.jsonl safety/injection_validation.jsonl; do
+for f in routing/mmlu_pro_train.jsonl safety/injection_train.jsonl safety/injection_validation.jsonl pii/pii_train.jsonl; do
     [[ -f "$DATA/$f" ]] || die "$DATA/$f not found (pass the shared data folder as the first argument)"
 done
 
@@ -62,6 +62,13 @@ started=$SECONDS
 summaries=()
 for h in "${HEADS[@]}"; do
     log "training ${h} -> ${OUT}/${h}"
+    if [[ "$h" == pii ]]; then
+        # A token head (BIO tags over the token states), measured per type on
+        # the 20% of texts it never sees; see heads/pii/README.md.
+        "$BIN" train-pii-head --data "$DATA/pii/pii_train.jsonl" --model-dir "$MODEL" --out "$OUT/pii" --seed 42
+        summaries+=("pii: see $OUT/pii/README.md")
+        continue
+    fi
     case "$h" in
     domain)
         # Logistic regression vs a one-hidden-layer MLP; the better macro-F1 on
@@ -71,10 +78,21 @@ for h in "${HEADS[@]}"; do
               --description "MMLU-Pro subject of a prompt (14 categories)")
         ;;
     injection)
-        # Measured, and its threshold chosen, on the separate validation file.
-        args=(--data "$DATA/safety/injection_train.jsonl" --data-eval "$DATA/safety/injection_validation.jsonl"
+        # The shared training file plus the generated hard negatives, synthetic
+        # attacks, the permissively licensed rows of five PyPI wheels and the
+        # tricks applied to training rows (heads/INJECTION-DATA.md), in one
+        # file so head.json records one hash (the manifest records each input's).
+        # The threshold holds false positives at 1% of the validation split's
+        # benign rows; the separate validation file then measures it unseen.
+        scripts/fetch-injection-data.sh >&2
+        python3 scripts/make-injection-data.py --out .cache/heads/injection-data --shared "$DATA" >/dev/null
+        cat "$DATA/safety/injection_train.jsonl" \
+            .cache/heads/injection-data/{hard_negatives,synthetic_injections,extra_train,augmented_train}.jsonl \
+            > .cache/heads/injection_train_all.jsonl
+        args=(--data .cache/heads/injection_train_all.jsonl --data-eval "$DATA/safety/injection_validation.jsonl"
               --text-field text --label-field label --hidden 0,256
-              --positive-label injection --choose-threshold f1 --windows max
+              --positive-label injection --choose-threshold fpr --max-fpr 0.01 --threshold-on validation
+              --windows max
               --description "Prompt injection / jailbreak / harmful request (injection) or benign")
         ;;
     difficulty)
@@ -91,6 +109,20 @@ for h in "${HEADS[@]}"; do
     line="$("$BIN" train-head --name "$h" --out "$OUT/$h" "${common[@]}" "${args[@]}")"
     printf '%s\n' "$line"
     summaries+=("$line")
+    if [[ "$h" == injection ]]; then
+        # Recall and false-positive rate per source: on the validation split
+        # (the threshold's rows), on the separate validation file and on the
+        # attackers' tricks applied to it (never trained on).
+        for spec in "validation-split|.cache/heads/injection_train_all.jsonl|validation" \
+                    "validation-file|$DATA/safety/injection_validation.jsonl|all" \
+                    "robustness|.cache/heads/injection-data/robustness.jsonl|all"; do
+            IFS='|' read -r name file split <<<"$spec"
+            log "measuring injection per source on ${name}"
+            "$BIN" eval-head --head "$OUT/injection" --data "$file" --split "$split" \
+                --group-field source --model-dir "$MODEL" --cache "$CACHE" \
+                > "$OUT/injection/eval-${name}.md"
+        done
+    fi
 done
 
 echo
@@ -101,6 +133,16 @@ printf '%s\n' "${summaries[@]}" | grep -v '^wrote ' || true
 if [[ "$OUT" != heads ]]; then
     status=0
     for h in "${HEADS[@]}"; do
+        if [[ "$h" == pii ]]; then
+            python3 - "heads/pii/head.json" "$OUT/pii/head.json" <<'PY' || status=1
+import json, sys
+old, new = (json.load(open(p)) for p in sys.argv[1:3])
+same = old["span_metrics"]["per_type"] == new["span_metrics"]["per_type"]
+print(f"pii: {'reproduced exactly' if same else 'DIFFERS from the committed head'}")
+sys.exit(0 if same else 1)
+PY
+            continue
+        fi
         python3 - "heads/$h/head.json" "$OUT/$h/head.json" <<'PY' || status=1
 import json, sys
 old, new = (json.load(open(p)) for p in sys.argv[1:3])

@@ -28,11 +28,22 @@ use crate::scorer::{Output, Scorer, TextEmbedding};
 /// fixed-cost simulation used by scaling benchmarks.
 pub trait EmbeddingModel: Send + 'static {
     fn encode(&self, texts: &[&str]) -> Result<Encoded, EncoderError>;
+
+    /// [`EmbeddingModel::encode`] with every token's state kept
+    /// ([`Encoded::tokens`]), for token heads; a model without token
+    /// states leaves them empty (and token heads then find nothing).
+    fn encode_with_tokens(&self, texts: &[&str]) -> Result<Encoded, EncoderError> {
+        self.encode(texts)
+    }
 }
 
 impl EmbeddingModel for crate::encoder::Encoder {
     fn encode(&self, texts: &[&str]) -> Result<Encoded, EncoderError> {
         crate::encoder::Encoder::encode(self, texts)
+    }
+
+    fn encode_with_tokens(&self, texts: &[&str]) -> Result<Encoded, EncoderError> {
+        crate::encoder::Encoder::encode_with_tokens(self, texts)
     }
 }
 
@@ -275,7 +286,19 @@ fn run_jobs(replica: &Replica, jobs: Vec<Job>, max_batch: usize) {
             .map(|&(j, t)| live[j].texts[t].as_str())
             .collect();
         let pass = Instant::now();
-        let encoded = match model.encode(&texts) {
+        // token states only when a token head is asked for in this chunk
+        let keep_tokens = replica.scorers.iter().any(|s| {
+            s.needs_tokens()
+                && chunk
+                    .iter()
+                    .any(|&(j, _)| live[j].outputs.iter().any(|o| o == s.name()))
+        });
+        let encoded = if keep_tokens {
+            model.encode_with_tokens(&texts)
+        } else {
+            model.encode(&texts)
+        };
+        let encoded = match encoded {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, texts = texts.len(), "encoder failed on a batch");
@@ -389,18 +412,23 @@ fn run_scorers(
 /// its one vector as the only window.
 fn text_embedding(encoded: &Encoded, k: usize) -> TextEmbedding<'_> {
     let combined = &encoded.embeddings[k];
+    let tokens = encoded.tokens.get(k);
     match (encoded.windows.get(k), encoded.window_tokens.get(k)) {
-        (Some(windows), Some(tokens)) if !windows.is_empty() && windows.len() == tokens.len() => {
+        (Some(windows), Some(window_tokens))
+            if !windows.is_empty() && windows.len() == window_tokens.len() =>
+        {
             TextEmbedding {
                 combined,
                 windows,
-                window_tokens: tokens,
+                window_tokens,
+                tokens,
             }
         }
         _ => TextEmbedding {
             combined,
             windows: std::slice::from_ref(combined),
             window_tokens: encoded.token_counts.get(k..=k).unwrap_or(&[1]),
+            tokens,
         },
     }
 }

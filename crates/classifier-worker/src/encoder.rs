@@ -47,10 +47,34 @@ pub struct Encoded {
     /// Which texts were longer than `max_total_tokens` (only their first
     /// tokens were embedded).
     pub truncated: Vec<bool>,
+    /// Each text's token states, when asked for ([`Encoder::encode_with_tokens`]);
+    /// empty otherwise.
+    pub tokens: Vec<TokenStates>,
     /// Time spent tokenizing and splitting into windows.
     pub tokenize: Duration,
     /// Time spent in the forward pass and pooling.
     pub forward: Duration,
+}
+
+/// The last hidden state of every token of one text, window by window, and
+/// where each token is in the text: what a token head (a PII tagger) reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TokenStates {
+    /// Width of a state.
+    pub width: usize,
+    /// The text's windows, in text order.
+    pub windows: Vec<WindowStates>,
+}
+
+/// One window (one row of the model) of a text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowStates {
+    /// `tokens × width`, row-major, special tokens included.
+    pub states: Vec<f32>,
+    /// Byte offsets of each token in the text (as the tokenizer maps them
+    /// back through its normalizer); `None` for `[CLS]`, `[SEP]` and
+    /// tokens without text.
+    pub offsets: Vec<Option<(usize, usize)>>,
 }
 
 /// How an [`Encoder`] reads texts.
@@ -239,6 +263,17 @@ impl Encoder {
     /// Embeds a batch of texts: every window of every text in one
     /// [`Encoder::forward_rows`] call.
     pub fn encode(&self, texts: &[&str]) -> Result<Encoded, EncoderError> {
+        self.encode_inner(texts, false)
+    }
+
+    /// [`Encoder::encode`], keeping every token's last hidden state and its
+    /// place in the text ([`Encoded::tokens`]). The embeddings are the same,
+    /// bit for bit: they are pooled from those states.
+    pub fn encode_with_tokens(&self, texts: &[&str]) -> Result<Encoded, EncoderError> {
+        self.encode_inner(texts, true)
+    }
+
+    fn encode_inner(&self, texts: &[&str], keep_tokens: bool) -> Result<Encoded, EncoderError> {
         if texts.is_empty() {
             return Ok(Encoded::default());
         }
@@ -259,18 +294,28 @@ impl Encoder {
         let mut per_text = Vec::with_capacity(texts.len());
         let mut token_counts = Vec::with_capacity(texts.len());
         let mut truncated = Vec::with_capacity(texts.len());
+        // per row, with tokens kept: each position's offsets in its text
+        let mut row_offsets: Vec<Vec<Option<(usize, usize)>>> = Vec::new();
         for ((enc, text), head) in encodings.iter().zip(texts).zip(&heads) {
             let ids = enc.get_ids();
             token_counts.push(estimated_tokens(ids.len(), head.len(), text.len()));
             let windows = windows::split(ids, self.opts.max_tokens, self.opts.max_total_tokens);
             truncated.push(windows.cut || head.len() < text.len());
             per_text.push(windows.rows.len());
+            if keep_tokens {
+                row_offsets.extend(window_offsets(enc, &windows.rows));
+            }
             rows.extend(windows.rows);
         }
         let tokenize = started.elapsed();
 
         let started = Instant::now();
-        let pooled = self.forward_rows(&rows)?;
+        let (pooled, mut states) = if keep_tokens {
+            let (pooled, states) = self.forward_rows_with_states(&rows)?;
+            (pooled, Some(states.into_iter()))
+        } else {
+            (self.forward_rows(&rows)?, None)
+        };
         if pooled.len() != rows.len() {
             return Err(EncoderError::Rows {
                 got: pooled.len(),
@@ -282,12 +327,25 @@ impl Encoder {
         let mut embeddings = Vec::with_capacity(texts.len());
         let mut windows = Vec::with_capacity(texts.len());
         let mut window_tokens = Vec::with_capacity(texts.len());
+        let mut tokens_kept = Vec::new();
+        let mut offsets = row_offsets.into_iter();
         for n in per_text {
             let vectors: Vec<Vec<f32>> = pooled.by_ref().take(n).collect();
             let tokens: Vec<usize> = lengths.by_ref().take(n).collect();
             embeddings.push(windows::combine(&vectors, &tokens));
             windows.push(vectors);
             window_tokens.push(tokens);
+            if let Some(states) = states.as_mut() {
+                tokens_kept.push(TokenStates {
+                    width: self.dim,
+                    windows: states
+                        .by_ref()
+                        .take(n)
+                        .zip(offsets.by_ref())
+                        .map(|(states, offsets)| WindowStates { states, offsets })
+                        .collect(),
+                });
+            }
         }
         Ok(Encoded {
             embeddings,
@@ -295,6 +353,7 @@ impl Encoder {
             window_tokens,
             token_counts,
             truncated,
+            tokens: tokens_kept,
             tokenize,
             forward: started.elapsed(),
         })
@@ -344,6 +403,91 @@ impl Encoder {
         }
         Ok(out)
     }
+}
+
+/// Each row's pooled vector, and its last hidden states (`len × dim`).
+type PooledAndStates = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
+impl Encoder {
+    /// [`Encoder::forward_rows`] that also gives each row's last hidden
+    /// states (`len × dim`); the pooled vectors are computed from them as
+    /// `forward_rows` computes its own.
+    fn forward_rows_with_states(&self, rows: &[Vec<u32>]) -> Result<PooledAndStates, EncoderError> {
+        let (mut pooled, mut states) = (Vec::with_capacity(rows.len()), Vec::new());
+        let (model, dtype) =
+            match &self.backend {
+                Backend::Kernels(bert) => {
+                    for pass in packed_passes(rows, KERNEL_PASS_TOKENS) {
+                        let refs: Vec<&[u32]> = pass.iter().map(Vec::as_slice).collect();
+                        let hidden = bert.hidden(&refs)?;
+                        pooled.extend(hidden.mean_pooled());
+                        let w = hidden.width;
+                        states.extend(hidden.spans.iter().map(|&(start, len)| {
+                            hidden.states[start * w..(start + len) * w].to_vec()
+                        }));
+                    }
+                    return Ok((pooled, states));
+                }
+                Backend::Candle { model, dtype } => (model, *dtype),
+            };
+        for pass in passes(rows, PASS_TOKENS) {
+            let width = pass.iter().map(Vec::len).max().unwrap_or(0);
+            let mut ids = Vec::with_capacity(pass.len() * width);
+            let mut mask = Vec::with_capacity(pass.len() * width);
+            for row in pass {
+                ids.extend_from_slice(row);
+                ids.extend(std::iter::repeat_n(self.pad_id, width - row.len()));
+                mask.extend(std::iter::repeat_n(1u32, row.len()));
+                mask.extend(std::iter::repeat_n(0u32, width - row.len()));
+            }
+            let shape = (pass.len(), width);
+            let ids = Tensor::from_vec(ids, shape, &self.device)?;
+            let mask = Tensor::from_vec(mask, shape, &self.device)?;
+            let token_types = ids.zeros_like()?;
+            let hidden = model.forward(&ids, &token_types, Some(&mask))?;
+            let hidden = if dtype == DType::F32 {
+                hidden
+            } else {
+                hidden.to_dtype(DType::F32)?
+            };
+            pooled.extend(pool_and_normalise(&hidden, &mask)?.to_vec2::<f32>()?);
+            for (row, h) in pass.iter().zip(hidden.to_vec3::<f32>()?) {
+                states.push(h.into_iter().take(row.len()).flatten().collect());
+            }
+        }
+        Ok((pooled, states))
+    }
+}
+
+/// Each window row's token offsets in its text: a row of one window is the
+/// encoding itself; the rows of a longer text wrap consecutive runs of its
+/// wordpieces in the text's first and last special tokens
+/// ([`windows::split`]).
+fn window_offsets(
+    enc: &tokenizers::Encoding,
+    rows: &[Vec<u32>],
+) -> Vec<Vec<Option<(usize, usize)>>> {
+    let offsets = enc.get_offsets();
+    let special = enc.get_special_tokens_mask();
+    let at = |i: usize| -> Option<(usize, usize)> {
+        let &(start, end) = offsets.get(i)?;
+        (special.get(i) == Some(&0) && end > start).then_some((start, end))
+    };
+    if let [row] = rows {
+        return vec![(0..row.len()).map(at).collect()];
+    }
+    let mut next = 1; // the first wordpiece: ids[0] is the leading special token
+    rows.iter()
+        .map(|row| {
+            let pieces = row.len().saturating_sub(2);
+            let mut out = Vec::with_capacity(row.len());
+            out.push(None);
+            out.extend((next..next + pieces).map(at));
+            out.push(None);
+            next += pieces;
+            out
+        })
+        .collect()
 }
 
 /// Most padded tokens (rows × the longest row) in one forward pass of the

@@ -26,7 +26,7 @@ mod simulated;
 pub use batcher::{
     BatchOptions, Batcher, EmbedTimings, Embedded, Embedding, EmbeddingModel, Replica,
 };
-pub use encoder::{Encoded, Encoder, EncoderOptions};
+pub use encoder::{Encoded, Encoder, EncoderOptions, TokenStates, WindowStates};
 pub use error::{ClassifyError, EncoderError};
 pub use heads::{Head, HeadError, HeadInfo};
 pub use simulated::SimulatedModel;

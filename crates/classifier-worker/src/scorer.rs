@@ -15,12 +15,20 @@ pub struct TextEmbedding<'a> {
     pub windows: &'a [Vec<f32>],
     /// Tokens in each window, special tokens included.
     pub window_tokens: &'a [usize],
+    /// Every token's state, when a scorer that
+    /// [`needs_tokens`](Scorer::needs_tokens) was asked for.
+    pub tokens: Option<&'a crate::encoder::TokenStates>,
 }
 
 /// A classifier the batcher runs on the texts and embeddings of a batch.
 pub trait Scorer: Send + 'static {
     /// The name requests use to ask for it.
     fn name(&self) -> &str;
+    /// Whether it reads the token states ([`TextEmbedding::tokens`]): the
+    /// encoder then keeps them for the batches that ask for this scorer.
+    fn needs_tokens(&self) -> bool {
+        false
+    }
     /// One output per text; `embeddings[i]` holds the embeddings of `texts[i]`.
     fn score(
         &self,
@@ -34,6 +42,14 @@ pub trait Scorer: Send + 'static {
 pub fn load_scorer(name: &str, dir: &std::path::Path) -> Result<Box<dyn Scorer>, String> {
     if dir.join("head.json").is_file() {
         let head = crate::heads::Head::load(dir).map_err(|e| e.to_string())?;
+        if head.info().tokens.is_some() {
+            let head = crate::heads::TokenHead::new(head)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            return Ok(Box::new(TokenHeadScorer {
+                name: name.to_owned(),
+                head,
+            }));
+        }
         return Ok(Box::new(HeadScorer {
             name: name.to_owned(),
             head,
@@ -66,14 +82,27 @@ pub fn read_labels(dir: &std::path::Path) -> Result<Vec<String>, String> {
         let labels = v["labels"]
             .as_array()
             .ok_or_else(|| format!("{}: no `labels` list", dir.join("head.json").display()))?;
-        return labels
+        let labels: Vec<String> = labels
             .iter()
             .map(|l| {
                 l.as_str()
                     .map(str::to_owned)
                     .ok_or_else(|| "a label is not a string".to_owned())
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
+        if v.get("tokens").is_none_or(serde_json::Value::is_null) {
+            return Ok(labels);
+        }
+        // a token head's spans carry entity names: `B-person` → `person`
+        let mut entities: Vec<String> = Vec::new();
+        for l in &labels {
+            if let Some((_, e)) = crate::heads::entity_of(l)
+                && !entities.iter().any(|x| x == e)
+            {
+                entities.push(e.to_owned());
+            }
+        }
+        return Ok(entities);
     }
     if dir.join("config.json").is_file() {
         let v = read("config.json")?;
@@ -197,6 +226,57 @@ impl Scorer for HeadScorer {
                 Ok(Output::Scores {
                     probs: self.head.predict_windows(e.windows, e.window_tokens),
                 })
+            })
+            .collect()
+    }
+}
+
+/// A token head: entity spans from the token states of every window.
+struct TokenHeadScorer {
+    name: String,
+    head: crate::heads::TokenHead,
+}
+
+impl Scorer for TokenHeadScorer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn needs_tokens(&self) -> bool {
+        true
+    }
+
+    fn score(
+        &self,
+        texts: &[&str],
+        embeddings: &[TextEmbedding<'_>],
+    ) -> Result<Vec<Output>, String> {
+        texts
+            .iter()
+            .zip(embeddings)
+            .map(|(text, e)| {
+                let Some(tokens) = e.tokens else {
+                    return Err("the encoder kept no token states for a token head".to_owned());
+                };
+                if tokens.width != self.head.dim() {
+                    return Err(format!(
+                        "the head takes {}-dim token states but the encoder gives {} (trained for another encoder?)",
+                        self.head.dim(),
+                        tokens.width
+                    ));
+                }
+                let spans = self
+                    .head
+                    .tag(text, tokens)
+                    .into_iter()
+                    .map(|s| Span {
+                        label: s.label,
+                        start: s.start,
+                        end: s.end,
+                        score: s.score,
+                    })
+                    .collect();
+                Ok(Output::Spans { spans })
             })
             .collect()
     }

@@ -78,6 +78,13 @@ pub async fn run(
         .add(&subject)
         .await
         .map_err(|e| ServiceError::Register(e.to_string()))?;
+    // A round trip to the server: it holds the endpoint's subscription
+    // before anyone is told this worker serves (else an early request can
+    // meet "no responders").
+    client
+        .flush()
+        .await
+        .map_err(|e| ServiceError::Register(e.to_string()))?;
     let worker = service.info().await.id;
     let ctx = Ctx {
         batcher,

@@ -32,6 +32,7 @@ impl EmbeddingModel for SimulatedModel {
             embeddings,
             truncated: vec![false; texts.len()],
             token_counts,
+            tokens: Vec::new(),
             tokenize: Duration::ZERO,
             forward: started.elapsed(),
         })

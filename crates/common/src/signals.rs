@@ -122,7 +122,9 @@ pub struct Language {
     pub confidence: f32,
 }
 
-/// A kind of personal data the deterministic detectors find.
+/// A kind of personal data: the structured kinds the deterministic
+/// detectors find (email … ip_address), and the kinds a token head (a PII
+/// tagger over the encoder's token states, `heads/pii`) finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PiiKind {
@@ -132,16 +134,38 @@ pub enum PiiKind {
     UsSsn,
     Iban,
     IpAddress,
+    Person,
+    StreetAddress,
+    Location,
+    Organization,
+    DateTime,
+    Title,
+    Age,
+    Nrp,
+    ZipCode,
+    UsDriverLicense,
+    DomainName,
 }
 
 impl PiiKind {
-    pub const ALL: [PiiKind; 6] = [
+    pub const ALL: [PiiKind; 17] = [
         Self::Email,
         Self::Phone,
         Self::CreditCard,
         Self::UsSsn,
         Self::Iban,
         Self::IpAddress,
+        Self::Person,
+        Self::StreetAddress,
+        Self::Location,
+        Self::Organization,
+        Self::DateTime,
+        Self::Title,
+        Self::Age,
+        Self::Nrp,
+        Self::ZipCode,
+        Self::UsDriverLicense,
+        Self::DomainName,
     ];
 
     /// The name used in config and output (`credit_card`).
@@ -153,12 +177,37 @@ impl PiiKind {
             Self::UsSsn => "us_ssn",
             Self::Iban => "iban",
             Self::IpAddress => "ip_address",
+            Self::Person => "person",
+            Self::StreetAddress => "street_address",
+            Self::Location => "location",
+            Self::Organization => "organization",
+            Self::DateTime => "date_time",
+            Self::Title => "title",
+            Self::Age => "age",
+            Self::Nrp => "nrp",
+            Self::ZipCode => "zip_code",
+            Self::UsDriverLicense => "us_driver_license",
+            Self::DomainName => "domain_name",
         }
     }
 
     /// The kind with this config name.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Found by the regular-expression detectors (always on); the others
+    /// need a PII token head among the classifiers.
+    pub fn is_structured(self) -> bool {
+        matches!(
+            self,
+            Self::Email
+                | Self::Phone
+                | Self::CreditCard
+                | Self::UsSsn
+                | Self::Iban
+                | Self::IpAddress
+        )
     }
 
     /// What redaction puts in place of a value (`[CREDIT_CARD]`).
@@ -170,6 +219,17 @@ impl PiiKind {
             Self::UsSsn => "[US_SSN]",
             Self::Iban => "[IBAN]",
             Self::IpAddress => "[IP_ADDRESS]",
+            Self::Person => "[PERSON]",
+            Self::StreetAddress => "[ADDRESS]",
+            Self::Location => "[LOCATION]",
+            Self::Organization => "[ORGANIZATION]",
+            Self::DateTime => "[DATE_TIME]",
+            Self::Title => "[TITLE]",
+            Self::Age => "[AGE]",
+            Self::Nrp => "[NRP]",
+            Self::ZipCode => "[ZIP_CODE]",
+            Self::UsDriverLicense => "[DRIVER_LICENSE]",
+            Self::DomainName => "[DOMAIN_NAME]",
         }
     }
 }

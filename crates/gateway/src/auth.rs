@@ -54,6 +54,15 @@ impl Tenant {
     /// The tenant of an open gateway's request: a hash of its credential
     /// (the whole `Authorization` value), so clients with different keys
     /// never share answers, or [`ANONYMOUS`] without one.
+    /// [`Self::from_credential`] of what a request sends: `Authorization`,
+    /// or failing that `x-api-key`.
+    pub fn of_open_request(headers: &HeaderMap) -> Self {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .or_else(|| headers.get("x-api-key"));
+        Self::from_credential(sent.map(|v| v.as_bytes()))
+    }
+
     pub fn from_credential(authorization: Option<&[u8]>) -> Self {
         match authorization {
             Some(v) => Self(format!("{DERIVED_PREFIX}{:016x}", xxh3_64(v)).into()),

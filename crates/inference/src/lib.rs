@@ -9,11 +9,13 @@
 //! (`RAYON_NUM_THREADS`, default one thread per core).
 
 mod bert;
+mod dense;
 mod kernels;
 
 use std::path::PathBuf;
 
 pub use bert::{Bert, BertConfig, Hidden};
+pub use dense::Dense;
 pub use kernels::Isa;
 
 /// Sizes rayon's global pool — the one pool of this engine and of candle's

@@ -5,9 +5,9 @@
 //! gateway), whichever transport produced the embeddings.
 
 use regex::Regex;
-use routemesh_common::Signals;
 use routemesh_common::config::SignalsConfig;
 use routemesh_common::signals::{ClassifierResult, Language, Output, Threshold};
+use routemesh_common::{PiiKind, PiiSpan, Signals};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -105,6 +105,7 @@ impl SignalComputer {
                     .max(-1.0)
             })
             .collect();
+        let pii = crate::pii::merge(text, pii, self.tagged_pii(e.outputs));
         Signals {
             route_scores,
             keywords,
@@ -128,6 +129,26 @@ impl SignalComputer {
     }
 }
 
+impl SignalComputer {
+    /// The personal data the PII taggers among the classifiers found in
+    /// `text`: spans whose label is a kind's name.
+    fn tagged_pii(&self, outputs: &BTreeMap<String, Output>) -> Vec<PiiSpan> {
+        let mut out = Vec::new();
+        for c in self.classifiers.iter().filter(|c| c.is_pii_tagger()) {
+            if let Some(Output::Spans { spans }) = outputs.get(&c.name) {
+                out.extend(spans.iter().filter_map(|s| {
+                    Some(PiiSpan {
+                        kind: PiiKind::from_name(&s.label)?,
+                        start: s.start,
+                        end: s.end,
+                    })
+                }));
+            }
+        }
+        out // merge() drops what does not fit the text
+    }
+}
+
 /// What the gateway knows of a configured classifier from its folder.
 #[derive(Debug, Clone)]
 pub struct ClassifierMeta {
@@ -135,6 +156,15 @@ pub struct ClassifierMeta {
     pub labels: Arc<[String]>,
     /// A binary head's recorded decision threshold.
     pub threshold: Option<Threshold>,
+}
+
+impl ClassifierMeta {
+    /// A PII tagger: a span classifier whose every label names a kind of
+    /// personal data (`person`, `street_address`, …). Its spans join the
+    /// detectors' in [`Signals::pii`].
+    pub fn is_pii_tagger(&self) -> bool {
+        !self.labels.is_empty() && self.labels.iter().all(|l| PiiKind::from_name(l).is_some())
+    }
 }
 
 /// A prompt's embedding as [`SignalComputer::compute`] needs it.

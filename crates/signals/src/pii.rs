@@ -160,6 +160,8 @@ fn valid(kind: PiiKind, s: &str) -> bool {
             let n = digits(s).len();
             (7..=15).contains(&n) && !looks_like_date(s)
         }
+        // no regex finds these: a PII token head does
+        _ => false,
     }
 }
 
@@ -235,12 +237,40 @@ fn looks_like_date(s: &str) -> bool {
     date && (parts.len() == 3 || (parts.len() == 4 && parts[3] <= 23))
 }
 
-/// `text` with every span replaced by its kind's placeholder.
+/// The detectors' spans and a token head's together, in text order, not
+/// overlapping: a token head's span that overlaps a detector's is dropped
+/// (checksums and formats are more precise than a tagger), and so is one
+/// that is empty, past the end of `text` or off a character boundary.
+pub fn merge(text: &str, mut detected: Vec<PiiSpan>, tagged: Vec<PiiSpan>) -> Vec<PiiSpan> {
+    let fits = |s: &PiiSpan| {
+        s.start < s.end
+            && s.end <= text.len()
+            && text.is_char_boundary(s.start)
+            && text.is_char_boundary(s.end)
+    };
+    let mut extra: Vec<PiiSpan> = Vec::new();
+    for t in tagged.into_iter().filter(fits) {
+        let clash = |s: &PiiSpan| s.start < t.end && t.start < s.end;
+        if !detected.iter().any(clash) && !extra.iter().any(clash) {
+            extra.push(t);
+        }
+    }
+    detected.extend(extra);
+    detected.sort_by_key(|s| s.start);
+    detected
+}
+
+/// `text` with every span replaced by its kind's placeholder. Spans that
+/// overlap an earlier one or do not fit the text are skipped.
 pub fn redact(text: &str, spans: &[PiiSpan]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     for s in spans {
-        if s.start < at || s.end > text.len() {
+        if s.start < at
+            || s.end > text.len()
+            || !text.is_char_boundary(s.start)
+            || !text.is_char_boundary(s.end)
+        {
             continue;
         }
         out.push_str(&text[at..s.start]);

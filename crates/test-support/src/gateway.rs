@@ -153,6 +153,10 @@ impl Fakes {
     }
 }
 
+/// The heads shipped under heads/ that config/example.yaml names; a worker
+/// that serves the example config's gateway runs all of them.
+pub const SHIPPED_HEADS: [&str; 3] = ["domain", "injection", "pii"];
+
 /// A `classifier-worker serve` process; killed on drop.
 #[derive(Debug)]
 pub struct Worker {
@@ -162,10 +166,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts a worker for `pool` running the three shipped heads, and
-    /// waits until it serves.
+    /// Starts a worker for `pool` running the shipped heads, and waits
+    /// until it serves.
     pub async fn start(nats_url: &str, pool: &str) -> Result<Self> {
-        Self::start_with(nats_url, pool, &["domain", "injection", "difficulty"]).await
+        Self::start_with(nats_url, pool, &SHIPPED_HEADS).await
     }
 
     /// Starts a worker for `pool` running these shipped heads.

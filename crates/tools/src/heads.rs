@@ -21,6 +21,7 @@ mod data;
 pub mod difficulty;
 mod error;
 mod metrics;
+pub mod pii;
 mod progress;
 mod report;
 mod train;

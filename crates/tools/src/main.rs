@@ -43,6 +43,11 @@ enum Command {
         /// The JSONL file.
         data: PathBuf,
     },
+    /// Train the PII token head (heads/pii): BIO tags for names, addresses,
+    /// places, organisations, dates, … over the encoder's token states, from
+    /// labelled spans (shared/data/pii/pii_train.jsonl); measured per type
+    /// on held-out texts; writes head.safetensors, head.json and README.md.
+    TrainPiiHead(routemesh_tools::heads::pii::TrainPiiArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +64,9 @@ fn main() -> ExitCode {
         Command::EvalHead(a) => heads_exit(commands::eval_head(&a)),
         Command::MakeDifficultyData(a) => heads_exit(commands::make_difficulty_data(&a)),
         Command::EvalPii { data } => eval_pii(&data),
+        Command::TrainPiiHead(a) => heads_exit(
+            routemesh_tools::heads::pii::train_pii_head(&a, std::env::args().collect()).map(|_| ()),
+        ),
     }
 }
 

@@ -34,6 +34,17 @@ pub fn presidio_type(kind: PiiKind) -> &'static str {
         PiiKind::UsSsn => "US_SSN",
         PiiKind::Iban => "IBAN_CODE",
         PiiKind::IpAddress => "IP_ADDRESS",
+        PiiKind::Person => "PERSON",
+        PiiKind::StreetAddress => "STREET_ADDRESS",
+        PiiKind::Location => "GPE",
+        PiiKind::Organization => "ORGANIZATION",
+        PiiKind::DateTime => "DATE_TIME",
+        PiiKind::Title => "TITLE",
+        PiiKind::Age => "AGE",
+        PiiKind::Nrp => "NRP",
+        PiiKind::ZipCode => "ZIP_CODE",
+        PiiKind::UsDriverLicense => "US_DRIVER_LICENSE",
+        PiiKind::DomainName => "DOMAIN_NAME",
     }
 }
 

@@ -36,6 +36,14 @@ pub struct HeadInfo {
     /// is `mean`.
     #[serde(default, skip_serializing_if = "WindowPooling::is_mean")]
     pub windows: WindowPooling,
+    /// Token heads only: the head labels every token (BIO tags) from its
+    /// state, its neighbours' and its shape; absent for a head on the
+    /// pooled embedding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenInput>,
+    /// Token heads only: entity spans measured on the evaluation set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_metrics: Option<SpanMetrics>,
     #[serde(default)]
     pub data: DataInfo,
     /// Measured on the evaluation set (`--data-eval`, else the validation split).
@@ -95,6 +103,51 @@ impl std::str::FromStr for WindowPooling {
             other => Err(format!("`{other}`: use mean or max")),
         }
     }
+}
+
+/// What a token head reads for each token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInput {
+    /// States of this many tokens on each side join the token's own
+    /// (within its window; `[CLS]` and `[SEP]` count as neighbours).
+    pub context: usize,
+    /// The shape features appended (`v1`: [`crate::heads::SHAPE_FEATURES`]
+    /// casing, digit and spacing flags from the text).
+    pub shape: String,
+}
+
+impl TokenInput {
+    /// Width of one token's input for states of `dim`.
+    pub fn width(&self, dim: usize) -> usize {
+        (2 * self.context + 1) * dim + crate::heads::SHAPE_FEATURES
+    }
+}
+
+/// Entity spans found against the gold spans of the evaluation set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpanMetrics {
+    /// Which rows.
+    pub on: String,
+    pub texts: usize,
+    /// How a span counts as found: `overlap` of the same type.
+    pub matching: String,
+    pub per_type: Vec<SpanTypeScores>,
+}
+
+/// One entity type's spans.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpanTypeScores {
+    pub label: String,
+    /// Gold spans, and those a prediction of the type overlaps.
+    pub gold: usize,
+    pub found: usize,
+    /// Predicted spans, and those that overlap a gold span of the type.
+    pub predicted: usize,
+    pub correct: usize,
+    /// Predictions with exactly the gold offsets.
+    pub exact: usize,
+    pub precision: f64,
+    pub recall: f64,
 }
 
 /// The encoder a head belongs to. Embeddings from any other model are

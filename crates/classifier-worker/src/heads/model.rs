@@ -285,11 +285,30 @@ fn check(info: &HeadInfo, layers: &[Layer]) -> Result<(), String> {
     let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
         return Err("no layers (expected layers.0.weight)".into());
     };
-    if first.inputs != info.encoder.dim {
-        return Err(format!(
-            "layers.0 takes {} inputs but encoder.dim is {}",
-            first.inputs, info.encoder.dim
-        ));
+    match &info.tokens {
+        None if first.inputs != info.encoder.dim => {
+            return Err(format!(
+                "layers.0 takes {} inputs but encoder.dim is {}",
+                first.inputs, info.encoder.dim
+            ));
+        }
+        Some(t) if t.shape != crate::heads::SHAPE_VERSION => {
+            return Err(format!(
+                "tokens.shape `{}` is unknown (this build has `{}`)",
+                t.shape,
+                crate::heads::SHAPE_VERSION
+            ));
+        }
+        Some(t) if first.inputs != t.width(info.encoder.dim) => {
+            return Err(format!(
+                "layers.0 takes {} inputs but a token of encoder.dim {} with context {} is {}",
+                first.inputs,
+                info.encoder.dim,
+                t.context,
+                t.width(info.encoder.dim)
+            ));
+        }
+        _ => {}
     }
     if last.outputs != info.labels.len() {
         return Err(format!(
@@ -375,6 +394,8 @@ mod tests {
             positive_label: None,
             threshold: None,
             windows: Default::default(),
+            tokens: None,
+            span_metrics: None,
             data: Default::default(),
             metrics: Default::default(),
             training: Default::default(),

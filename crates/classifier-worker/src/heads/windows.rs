@@ -73,6 +73,8 @@ mod tests {
             positive_label: Some("attack".into()),
             threshold: Some(0.5),
             windows,
+            tokens: None,
+            span_metrics: None,
             data: Default::default(),
             metrics: Default::default(),
             training: Default::default(),

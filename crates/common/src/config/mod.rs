@@ -505,6 +505,11 @@ impl NatsConfig {
 pub struct RouterConfig {
     /// Model names that are routed rather than passed through.
     pub aliases: Vec<String>,
+    /// The model an alias means on `POST /v1/embeddings` (none: an alias
+    /// there is a 400).
+    pub embeddings: Option<ModelId>,
+    /// The model an alias means on `POST /v1/completions`.
+    pub completions: Option<ModelId>,
 }
 
 /// `signals:` — what the classifier computes.

@@ -250,6 +250,8 @@ pub(crate) enum RawBytes {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRouter {
     pub(crate) aliases: Option<Vec<String>>,
+    pub(crate) embeddings: Option<String>,
+    pub(crate) completions: Option<String>,
 }
 
 /// `signals:`

@@ -133,7 +133,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     };
     let upstreams = v.upstreams(upstreams);
     let (models, model_index) = v.models(models, &upstreams);
-    let router = v.router(router, &model_index);
+    let router = v.router(router, &model_index, &models, &upstreams);
     let mut signals = v.signals(routes, keywords);
     signals.classifiers = v.classifier_defs(classifier_defs, base_dir);
     if let Some(Transport::Embedded) = classifier.as_ref().map(|c| &c.transport) {
@@ -712,7 +712,13 @@ impl Validator {
         (models, index)
     }
 
-    fn router(&mut self, raw: RawRouter, models: &HashMap<String, ModelId>) -> RouterConfig {
+    fn router(
+        &mut self,
+        raw: RawRouter,
+        models: &HashMap<String, ModelId>,
+        configs: &[ModelConfig],
+        upstreams: &[UpstreamConfig],
+    ) -> RouterConfig {
         let aliases = raw.aliases.unwrap_or_else(|| vec!["auto".to_owned()]);
         if aliases.is_empty() {
             self.error(
@@ -728,7 +734,33 @@ impl Validator {
                 );
             }
         }
-        RouterConfig { aliases }
+        let mut passthrough = |key: &str, name: Option<String>| {
+            let name = name?;
+            let path = format!("router.{key}");
+            let Some(&id) = models.get(&name) else {
+                self.error(&path, format!("`{name}` is not a configured model"));
+                return None;
+            };
+            let up = &upstreams[configs[id.0].upstream.0];
+            if up.api == super::UpstreamApi::Anthropic {
+                self.error(
+                    &path,
+                    format!(
+                        "`{name}` is served by `{}`, an Anthropic upstream, which has no /{key} endpoint",
+                        up.name
+                    ),
+                );
+                return None;
+            }
+            Some(id)
+        };
+        let embeddings = passthrough("embeddings", raw.embeddings);
+        let completions = passthrough("completions", raw.completions);
+        RouterConfig {
+            aliases,
+            embeddings,
+            completions,
+        }
     }
 
     fn signals(

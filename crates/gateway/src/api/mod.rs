@@ -6,5 +6,6 @@
 //! Front doors (HTTP, ext_proc) pick the API; nothing else reads its JSON.
 
 pub mod anthropic;
+pub mod client;
 pub mod openai;
 pub mod sse;

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use http::header;
 use tracing::Instrument as _;
 
 use crate::api::openai::ApiError;
@@ -57,11 +56,7 @@ pub(super) async fn authenticate(
 ) -> Response {
     let access = Access::of(req.uri().path());
     let Some(auth) = auth else {
-        let headers = req.headers();
-        let sent = headers
-            .get(header::AUTHORIZATION)
-            .or_else(|| headers.get("x-api-key"));
-        let tenant = Tenant::from_credential(sent.map(|v| v.as_bytes()));
+        let tenant = Tenant::of_open_request(req.headers());
         req.extensions_mut().insert(tenant);
         return next.run(req).await;
     };

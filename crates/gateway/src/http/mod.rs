@@ -8,11 +8,10 @@ mod admin;
 mod chat;
 mod feedback;
 mod guard;
-mod messages;
 mod meta;
 mod passthrough;
-mod responses;
 mod route;
+mod translated;
 
 use axum::Json;
 use axum::Router;
@@ -39,8 +38,8 @@ pub fn router(gateway: Arc<Gateway>, auth: Option<Arc<Auth>>) -> Router {
     let limit = gateway.live().config.server.max_body_bytes;
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
-        .route("/v1/messages", post(messages::messages))
-        .route("/v1/responses", post(responses::responses))
+        .route("/v1/messages", post(translated::messages))
+        .route("/v1/responses", post(translated::responses))
         .route("/v1/embeddings", post(passthrough::embeddings))
         .route("/v1/completions", post(passthrough::completions))
         .route("/v1/route", post(route::dry_run))
@@ -188,7 +187,7 @@ async fn read_whole_body(
 /// `error` in the error shape of the API `path` belongs to: Anthropic's
 /// for the Messages API, OpenAI's for everything else.
 fn error_response(path: &str, error: ApiError) -> Response {
-    if messages::is_messages_path(path) {
+    if translated::is_messages_path(path) {
         crate::api::anthropic::error::render(&error).into_response()
     } else {
         error.into_response()

@@ -1,8 +1,10 @@
 //! `POST /v1/embeddings` and `POST /v1/completions`: passed through, not
 //! routed, to the configured model the body names, with that upstream's
 //! key, retries and circuit breakers; the answer is relayed as it comes.
-//! A router alias (`auto`) is refused: these requests carry no prompt to
-//! route on that the decisions were written for.
+//! A router alias (`auto`) means the model `router.embeddings` /
+//! `router.completions` names (decision `embeddings` / `completions`), and
+//! is refused without one: these requests carry no prompt the decisions
+//! were written for.
 
 use axum::Extension;
 use axum::body::{Body, Bytes};
@@ -45,12 +47,16 @@ async fn pass(
     path: ApiPath,
 ) -> Response {
     let started = tokio::time::Instant::now();
-    let (model, mut resp) = match forward(state, client, body, path, started).await {
-        Ok((model, resp)) => (Some(model), resp),
-        Err(e) => (None, e.into_response()),
+    let (model, decision, mut resp) = match forward(state, client, body, path, started).await {
+        Ok((model, decision, resp)) => (Some(model), Some(decision), resp),
+        Err(e) => (None, None, e.into_response()),
     };
     if let Some(m) = model.as_deref().and_then(|m| HeaderValue::from_str(m).ok()) {
         resp.headers_mut().insert(headers::HEADER_MODEL, m);
+    }
+    if let Some(d) = decision {
+        resp.headers_mut()
+            .insert(headers::HEADER_DECISION, HeaderValue::from_static(d));
     }
     tracing::info!(
         request_id = %id.0,
@@ -69,7 +75,7 @@ async fn forward(
     body: Result<Bytes, BytesRejection>,
     path: ApiPath,
     started: tokio::time::Instant,
-) -> Result<(String, Response), ApiError> {
+) -> Result<(String, &'static str, Response), ApiError> {
     let body = read_body(state, body)?;
     let mut value: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("the request body is not valid JSON: {e}"), None)
@@ -84,17 +90,30 @@ async fn forward(
         }
     };
     let config = &state.config;
-    let Some(id) = config.model_id(&name) else {
-        if config.is_alias(&name) {
-            return Err(ApiError::bad_request(
-                format!(
-                    "`{name}` is a router alias; {} requests are not routed: name a configured model (GET /v1/models)",
-                    path.as_str()
+    let (id, decision) = match config.model_id(&name) {
+        Some(id) => (id, "passthrough"),
+        None if config.is_alias(&name) => {
+            let (chosen, key, decision) = match path {
+                ApiPath::Embeddings => {
+                    (config.router.embeddings, "router.embeddings", "embeddings")
+                }
+                _ => (
+                    config.router.completions,
+                    "router.completions",
+                    "completions",
                 ),
-                Some("model".into()),
-            ));
+            };
+            let Some(id) = chosen else {
+                return Err(ApiError::bad_request(
+                    format!(
+                        "`{name}` is a router alias, and `{key}` names no model for it: name a configured model (GET /v1/models)",
+                    ),
+                    Some("model".into()),
+                ));
+            };
+            (id, decision)
         }
-        return Err(Refusal::UnknownModel(name).into());
+        None => return Err(Refusal::UnknownModel(name).into()),
     };
     let m = config.model(id);
     if state.upstreams.api(m.upstream) == routemesh_common::config::UpstreamApi::Anthropic {
@@ -122,7 +141,7 @@ async fn forward(
             let mut resp = Response::new(Body::from(body));
             *resp.status_mut() = status;
             *resp.headers_mut() = headers::relayed(h);
-            return Ok((m.name.clone(), resp));
+            return Ok((m.name.clone(), decision, resp));
         }
         Err(Failure::Error(e) | Failure::NotAsked(e)) => {
             return Err(Refusal::Upstream(e).into());
@@ -131,5 +150,5 @@ async fn forward(
     let mut resp = Response::new(Body::from_stream(reply.body));
     *resp.status_mut() = reply.status;
     *resp.headers_mut() = headers::relayed(reply.headers);
-    Ok((m.name.clone(), resp))
+    Ok((m.name.clone(), decision, resp))
 }

@@ -110,6 +110,10 @@ pub struct Watch {
     content_type: Option<String>,
     /// The answer's last bytes, where its usage is.
     tail: Vec<u8>,
+    /// A stream's events so far, and the reader's state between chunks
+    /// (for an estimate of its tokens when it reports no usage).
+    events: u32,
+    event_state: u8,
 }
 
 impl Watch {
@@ -124,6 +128,8 @@ impl Watch {
             format: Some(format),
             content_type: None,
             tail: Vec::new(),
+            events: 0,
+            event_state: 0,
         }
     }
 
@@ -156,6 +162,9 @@ impl Watch {
     /// The next piece of the answer.
     pub fn chunk(&mut self, chunk: &[u8]) {
         if self.outcomes.is_some() {
+            if let (Some(format), true) = (self.format, self.is_stream()) {
+                self.events += format.stream_events(chunk, &mut self.event_state);
+            }
             self.tail.extend_from_slice(chunk);
             if self.tail.len() > TAIL {
                 self.tail.drain(..self.tail.len() - TAIL);
@@ -184,8 +193,20 @@ impl Watch {
             });
         }
         if let Some(o) = self.outcomes.take() {
-            o.finished(format.completion_tokens(&self.tail));
+            let reported = format.completion_tokens(&self.tail);
+            let estimated = || {
+                self.is_stream()
+                    .then(|| format.tokens_of_events(self.events))
+                    .flatten()
+            };
+            o.finished(reported.or_else(estimated));
         }
+    }
+
+    fn is_stream(&self) -> bool {
+        self.content_type
+            .as_deref()
+            .is_some_and(|ct| ct.starts_with("text/event-stream"))
     }
 
     /// Passes `body` through unchanged while this watch looks at it; at

@@ -65,6 +65,15 @@ pub trait AnswerFormat: fmt::Debug + Send + Sync {
     /// The completion tokens the answer reports, from its last bytes.
     fn completion_tokens(&self, tail: &[u8]) -> Option<u32>;
 
+    /// The events of a stream's `chunk`, counted toward an estimate of its
+    /// completion tokens when it reports no usage (llama.cpp's server does
+    /// not); `state` carries what the bytes before left open (start with
+    /// `0`).
+    fn stream_events(&self, chunk: &[u8], state: &mut u8) -> u32;
+
+    /// The completion tokens `events` stream events stand for.
+    fn tokens_of_events(&self, events: u32) -> Option<u32>;
+
     /// Whether a collected answer of `kind` is complete (worth storing).
     fn is_complete(&self, kind: AnswerKind, body: &[u8]) -> bool;
 }

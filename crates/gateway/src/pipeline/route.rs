@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
+use routemesh_common::PiiSpan;
 use routemesh_common::config::{Candidate, HeaderEdits, ModelConfig, ModelId, Reasoning};
 use routemesh_signals::pii;
 
@@ -146,6 +147,7 @@ pub async fn prepare(
         tenant,
         headers,
         mut payload,
+        prompt,
         ..
     } = req;
     let forward = match plan.target {
@@ -204,7 +206,25 @@ pub async fn prepare(
         }
     }
 
-    record.set_redacted(edit(state, &forward, payload.as_mut()));
+    // what a PII tagger found in the prompt (the detectors run again on
+    // every text as it is redacted)
+    let tagged: Vec<PiiSpan> = plan
+        .routed
+        .as_ref()
+        .map(|r| {
+            r.signals
+                .pii
+                .iter()
+                .filter(|s| !s.kind.is_structured())
+                .copied()
+                .collect()
+        })
+        .unwrap_or_default();
+    let found = Found {
+        prompt: &prompt,
+        tagged: &tagged,
+    };
+    record.set_redacted(edit(state, &forward, found, payload.as_mut()));
     let format = payload.answers();
     Ok(Prepared::Forward(Box::new(Forwarding {
         payload,
@@ -356,17 +376,31 @@ fn relay(reply: Reply, watch: Watch) -> Relay {
     }
 }
 
+/// The personal data a PII tagger found in the classified prompt.
+#[derive(Debug, Clone, Copy)]
+struct Found<'a> {
+    prompt: &'a str,
+    /// Byte spans in `prompt`.
+    tagged: &'a [PiiSpan],
+}
+
 /// Applies the decision's edits that hold for every candidate: personal
 /// data redacted, the system prompt set. Returns how many pieces of
-/// personal data were replaced.
-fn edit(state: &AppState, forward: &Forward, payload: &mut dyn Payload) -> usize {
+/// personal data were replaced. The detectors run on every text; a PII
+/// tagger's spans (from the classifier, which read the prompt) apply to
+/// the texts that are the prompt.
+fn edit(state: &AppState, forward: &Forward, found: Found<'_>, payload: &mut dyn Payload) -> usize {
     let mut redacted = 0;
     if !forward.redact_pii.is_empty() {
         let kinds = &forward.redact_pii;
         redacted = payload.redact(&mut |text| {
-            let spans: Vec<_> = state
-                .pii
-                .detect(text)
+            let detected = state.pii.detect(text);
+            let tagged = if text == found.prompt && !found.tagged.is_empty() {
+                found.tagged.to_vec()
+            } else {
+                Vec::new()
+            };
+            let spans: Vec<_> = pii::merge(text, detected, tagged)
                 .into_iter()
                 .filter(|s| kinds.contains(&s.kind))
                 .collect();

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::BodyStream;
 
 /// The Messages API version the gateway speaks.
-pub(super) const VERSION: &str = "2023-06-01";
+pub(crate) const VERSION: &str = "2023-06-01";
 
 /// Chat-completions fields the translation reads; any other is refused
 /// by name (a silent drop would change what the client asked for).
@@ -40,7 +40,7 @@ const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// A chat-completions body as a Messages body; `Err` names what cannot be
 /// translated.
-pub(super) fn request(chat: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn request(chat: &[u8]) -> Result<Vec<u8>, String> {
     let Ok(Value::Object(c)) = serde_json::from_slice::<Value>(chat) else {
         return Err("the request is not a JSON object".into());
     };
@@ -261,7 +261,7 @@ fn finish_reason(stop: Option<&str>) -> Option<&'static str> {
 }
 
 /// A whole Messages answer as a chat completion.
-pub(super) fn completion(message: &Value) -> Value {
+fn completion(message: &Value) -> Value {
     let mut text = String::new();
     let mut thinking = String::new();
     let mut calls = Vec::new();
@@ -297,6 +297,17 @@ pub(super) fn completion(message: &Value) -> Value {
     })
 }
 
+/// A whole Messages answer of `status` as chat completions: a completion,
+/// or an error in OpenAI's shape.
+pub(crate) fn whole(status: http::StatusCode, body: &[u8]) -> Value {
+    if !status.is_success() {
+        return error(body);
+    }
+    serde_json::from_slice(body)
+        .map(|m| completion(&m))
+        .unwrap_or_else(|_| error(body))
+}
+
 /// An Anthropic error body in OpenAI's error shape.
 pub(super) fn error(body: &[u8]) -> Value {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
@@ -320,7 +331,7 @@ fn now() -> u64 {
 
 /// Messages stream events → chat-completions chunks.
 #[derive(Debug, Default)]
-struct Chunks {
+pub(crate) struct Chunks {
     events: crate::api::sse::Events,
     id: String,
     model: Value,
@@ -340,7 +351,8 @@ impl Chunks {
         format!("data: {c}\n\n")
     }
 
-    fn feed(&mut self, bytes: &[u8]) -> String {
+    /// The chunks for the next bytes of a Messages event stream.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> String {
         let mut out = String::new();
         for data in self.events.feed(bytes) {
             let Ok(e) = serde_json::from_str::<Value>(&data) else {

@@ -15,7 +15,7 @@
 //! (weighted choice, backoff, what is retriable). API keys are read once at
 //! start from the environment variables the config names, and never logged.
 
-mod anthropic;
+pub(crate) mod anthropic;
 mod breaker;
 mod policy;
 #[cfg(test)]
@@ -222,6 +222,11 @@ impl UpstreamPool {
         self.upstreams[id.0].auth.as_ref()
     }
 
+    /// The `x-api-key` for upstream `id` (an Anthropic upstream's key).
+    pub fn api_key(&self, id: UpstreamId) -> Option<&HeaderValue> {
+        self.upstreams[id.0].key.as_ref()
+    }
+
     /// POSTs a request (to `out.path`) to upstream `id`, retrying as its
     /// config says, until a response's first body byte arrives. `started`
     /// is when forwarding to this upstream began: its total timeout counts
@@ -318,16 +323,7 @@ impl Upstream {
             HeaderValue::from_static("application/json"),
         );
         let translated = match collect(body, 64 << 20).await {
-            Ok(bytes) => {
-                let v = if status.is_success() {
-                    serde_json::from_slice(&bytes)
-                        .map(|m| anthropic::completion(&m))
-                        .unwrap_or_else(|_| anthropic::error(&bytes))
-                } else {
-                    anthropic::error(&bytes)
-                };
-                Ok(Bytes::from(v.to_string()))
-            }
+            Ok(bytes) => Ok(Bytes::from(anthropic::whole(status, &bytes).to_string())),
             Err(e) => Err(e),
         };
         Reply {

@@ -4,31 +4,13 @@
 //! with the `anthropic` package (`.venv`, which scripts/test.sh creates,
 //! or `$ROUTEMESH_TEST_PYTHON`).
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 use routemesh_test_support::gateway::{Fake, Fakes, Gateway};
 use serde_json::{Value, json};
 
-use crate::openai_client::python;
-
 /// Runs anthropic_client.py against `gw`; what the SDK saw.
 async fn run_sdk(gw: &Gateway) -> Result<Value> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/anthropic_client.py");
-    let out = tokio::process::Command::new(python())
-        .arg(script)
-        .arg(&gw.base)
-        .output()
-        .await?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the SDK failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_str(
-        stdout.lines().last().context("no output")?,
-    )?)
+    crate::openai_client::run_sdk_script("anthropic_client.py", gw).await
 }
 
 #[tokio::test]

@@ -63,3 +63,57 @@ async fn the_api_key_comes_from_the_named_environment_variable() -> Result<()> {
     );
     Ok(())
 }
+
+/// `router.embeddings` names the model a router alias means on
+/// `/v1/embeddings`; without it an alias there is a 400, and a name that is
+/// no model is a config error naming the key.
+#[tokio::test]
+async fn router_embeddings_names_the_model_an_alias_means_there() -> Result<()> {
+    use routemesh_test_support::gateway::header;
+    let fakes = Fakes::start().await?;
+    let example = fakes.example_config()?;
+    let router = "router:\n  aliases: [auto]\n";
+    anyhow::ensure!(
+        example.contains(router),
+        "the example's router section moved"
+    );
+    let config = example.replace(router, &format!("{router}  embeddings: llama-3.2-1b\n"));
+    let gw = Gateway::start(&config).await?;
+    let body = serde_json::json!({ "model": "auto", "input": ["one", "two"] });
+    let resp = gw.post("/v1/embeddings", body.to_string()).await?;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-routemesh-decision"), "embeddings");
+    assert_eq!(header(&resp, "x-routemesh-model"), "llama-3.2-1b");
+    assert_eq!(
+        header(&resp, "x-fake-upstream"),
+        "chat",
+        "the chat upstream serves it"
+    );
+    let v: Value = resp.json().await?;
+    assert_eq!(v["data"].as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(v["model"], "llama-3.2-1b", "its upstream_model is sent");
+
+    // Completions have no such entry here: an alias is refused, saying why.
+    let body = serde_json::json!({ "model": "auto", "prompt": "def f(" });
+    let resp = gw.post("/v1/completions", body.to_string()).await?;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await?;
+    assert_eq!(v["error"]["param"], "model", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("router.completions")),
+        "{v}"
+    );
+
+    // A model that does not exist: exit 64, the key named.
+    let (code, err) = crate::config_cli::check_config_text(
+        &example.replace(router, &format!("{router}  embeddings: text-embedding-3\n")),
+    )?;
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("router.embeddings") && err.contains("text-embedding-3"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -17,6 +17,16 @@ fn routemesh(args: &[&str]) -> Result<(i32, String, String)> {
     ))
 }
 
+/// `routemesh check-config` on a config given as text: its exit code and
+/// stderr.
+pub(crate) fn check_config_text(text: &str) -> Result<(i32, String)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("routemesh.yaml");
+    std::fs::write(&path, text)?;
+    let (code, _, err) = routemesh(&["check-config", &path.display().to_string()])?;
+    Ok((code, err))
+}
+
 #[test]
 fn check_config_accepts_the_shipped_example() -> Result<()> {
     let path = workspace().join("config/example.yaml");

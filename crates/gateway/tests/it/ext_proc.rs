@@ -18,6 +18,7 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
     BodyResponse, CommonResponse, HeadersResponse, HttpBody, HttpHeaders, ImmediateResponse,
     ProcessingRequest,
 };
+use routemesh_test_support::eventually;
 use routemesh_test_support::gateway::{Fakes, Gateway, chat};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -26,16 +27,16 @@ use tonic::transport::Channel;
 
 use crate::heads::with_injection_guard;
 
-const CODE_PROMPT: &str = "Write a Python function that reverses a linked list.";
+pub(crate) const CODE_PROMPT: &str = "Write a Python function that reverses a linked list.";
 
 /// One HTTP request's gRPC stream, as Envoy's filter drives it.
-struct Stream {
+pub(crate) struct Stream {
     tx: mpsc::Sender<ProcessingRequest>,
     replies: tonic::Streaming<envoy_types::pb::envoy::service::ext_proc::v3::ProcessingResponse>,
 }
 
 impl Stream {
-    async fn open(gw: &Gateway) -> Result<Self> {
+    pub(crate) async fn open(gw: &Gateway) -> Result<Self> {
         let addr = gw
             .ext_proc
             .clone()
@@ -48,7 +49,7 @@ impl Stream {
     }
 
     /// Sends one message and returns the reply to it.
-    async fn send(&mut self, message: Message) -> Result<Reply> {
+    pub(crate) async fn send(&mut self, message: Message) -> Result<Reply> {
         self.tx
             .send(ProcessingRequest {
                 request: Some(message),
@@ -66,7 +67,7 @@ impl Stream {
     /// The request phase of a chat completion: headers, then the whole
     /// body (BUFFERED). Returns the reply to the body, or the immediate
     /// response that ended the exchange.
-    async fn request(&mut self, extra: &[(&str, &str)], body: &str) -> Result<Reply> {
+    pub(crate) async fn request(&mut self, extra: &[(&str, &str)], body: &str) -> Result<Reply> {
         let mut h = vec![
             (":method", "POST"),
             (":path", "/v1/chat/completions"),
@@ -124,7 +125,7 @@ impl Stream {
 
 /// Envoy's header list (`raw_value`, as current Envoy sends them; `value`
 /// with `legacy`).
-fn headers(pairs: &[(&str, &str)], legacy: bool) -> HttpHeaders {
+pub(crate) fn headers(pairs: &[(&str, &str)], legacy: bool) -> HttpHeaders {
     HttpHeaders {
         headers: Some(HeaderMap {
             headers: pairs
@@ -151,13 +152,13 @@ fn headers(pairs: &[(&str, &str)], legacy: bool) -> HttpHeaders {
 
 /// What a reply does to the headers: values set (by name) and names removed.
 #[derive(Debug, Default)]
-struct Mutated {
-    set: Vec<(String, String)>,
-    removed: Vec<String>,
+pub(crate) struct Mutated {
+    pub(crate) set: Vec<(String, String)>,
+    pub(crate) removed: Vec<String>,
 }
 
 impl Mutated {
-    fn of(c: &CommonResponse) -> Self {
+    pub(crate) fn of(c: &CommonResponse) -> Self {
         Self::from_mutation(c.header_mutation.as_ref())
     }
 
@@ -185,7 +186,7 @@ impl Mutated {
         }
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.set
             .iter()
             .find(|(k, _)| k == name)
@@ -194,7 +195,7 @@ impl Mutated {
 }
 
 /// The routed body reply: its common response and the new body as JSON.
-fn routed_body(reply: Reply) -> Result<(CommonResponse, Value)> {
+pub(crate) fn routed_body(reply: Reply) -> Result<(CommonResponse, Value)> {
     let Reply::RequestBody(BodyResponse {
         response: Some(common),
     }) = reply
@@ -219,7 +220,7 @@ fn routed_body(reply: Reply) -> Result<(CommonResponse, Value)> {
     Ok((common, json))
 }
 
-fn immediate(reply: Reply) -> Result<(u16, Mutated, Value)> {
+pub(crate) fn immediate(reply: Reply) -> Result<(u16, Mutated, Value)> {
     let Reply::ImmediateResponse(ImmediateResponse {
         status,
         headers,
@@ -238,9 +239,29 @@ fn immediate(reply: Reply) -> Result<(u16, Mutated, Value)> {
     ))
 }
 
+/// Asks until the answer is an immediate response (a cache hit: the store
+/// is asynchronous), for at most 10 s.
+pub(crate) async fn until_immediate<F, Fut>(mut ask: F) -> Result<(u16, Mutated, Value)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Reply>>,
+{
+    let reply = eventually("a cache hit", Duration::from_secs(10), || {
+        let asked = ask();
+        async {
+            Ok(match asked.await? {
+                r @ Reply::ImmediateResponse(_) => Ok(r),
+                other => Err(format!("{other:?}")),
+            })
+        }
+    })
+    .await?;
+    immediate(reply)
+}
+
 /// The example config's gateway with ext_proc on a free port; the math
 /// model has an upstream name of its own, the chat upstream a key.
-async fn gateway(config: &str) -> Result<Gateway> {
+pub(crate) async fn gateway(config: &str) -> Result<Gateway> {
     Gateway::start_with(
         config,
         &[("ROUTEMESH_CHAT_API_KEY", "sk-chat-upstream")],
@@ -249,7 +270,7 @@ async fn gateway(config: &str) -> Result<Gateway> {
     .await
 }
 
-fn example(fakes: &Fakes) -> Result<String> {
+pub(crate) fn example(fakes: &Fakes) -> Result<String> {
     let text = fakes.example_config()?;
     let math = "  - name: qwen-math-7b\n    upstream: local-math\n";
     ensure!(
@@ -505,20 +526,12 @@ async fn a_cached_answer_is_an_immediate_response() -> Result<()> {
     let common = s.response(200, &answer).await?;
     assert_eq!(Mutated::of(&common).get("x-routemesh-cache"), Some("miss"));
 
-    // Second ask: answered by Envoy from the cache (the store is
-    // asynchronous: ask until it is there, for at most 10 s).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let (status, h, body) = loop {
+    // Second ask: answered by Envoy from the cache.
+    let (status, h, body) = until_immediate(|| async {
         let mut s = Stream::open(&gw).await?;
-        match s.request(&[], &chat("auto", CODE_PROMPT)).await? {
-            r @ Reply::ImmediateResponse(_) => break immediate(r)?,
-            other if tokio::time::Instant::now() > deadline => {
-                bail!("still not answered from the cache: {other:?}")
-            }
-            // Real: polling the gateway process until the stored answer is there.
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+        s.request(&[], &chat("auto", CODE_PROMPT)).await
+    })
+    .await?;
     assert_eq!(status, 200);
     assert_eq!(h.get("x-routemesh-cache"), Some("hit"));
     assert_eq!(h.get("x-routemesh-cache-tier"), Some("exact"));

@@ -5,21 +5,39 @@ use anyhow::Result;
 use routemesh_test_support::gateway::{Fakes, Gateway, chat, header};
 use serde_json::Value;
 
-/// The example config with its commented-out injection guard turned on.
+/// The example config, whose injection guard is on by default.
 pub(crate) fn with_injection_guard(fakes: &Fakes) -> Result<String> {
     let text = fakes.example_config()?;
-    let commented = "  # - name: injection\n  #   priority: 1000\n  #   when: { label: { classifier: injection, is: injection, min: 0.97 } }\n  #   block:";
+    let guard = "  - name: injection\n    priority: 1000\n    when: { label: { classifier: injection, is: injection } }\n    block:";
     anyhow::ensure!(
-        text.contains(commented),
-        "config/example.yaml's injection guard changed shape"
+        text.contains(guard),
+        "config/example.yaml no longer refuses prompt injections by default"
     );
-    Ok(text.replace(commented, "  - name: injection\n    priority: 1000\n    when: { label: { classifier: injection, is: injection, min: 0.97 } }\n    block:"))
+    Ok(text)
 }
 
 #[tokio::test]
 async fn dry_run_shows_domain_injection_and_difficulty_scores_and_pii_spans() -> Result<()> {
     let fakes = Fakes::start().await?;
-    let gw = Gateway::start(&fakes.example_config()?).await?;
+    // The example does not run the difficulty head (too weak to route on);
+    // added as its comment says, it scores like the others.
+    let example = fakes.example_config()?;
+    let pii = "    - { name: pii, path: ";
+    anyhow::ensure!(example.contains(pii), "the example's classifiers moved");
+    assert!(
+        !example.contains("{ name: difficulty"),
+        "config/example.yaml runs no difficulty head"
+    );
+    let difficulty = routemesh_test_support::workspace().join("heads/difficulty");
+    let config = example.replacen(
+        pii,
+        &format!(
+            "    - {{ name: difficulty, path: {} }}\n{pii}",
+            difficulty.display()
+        ),
+        1,
+    );
+    let gw = Gateway::start(&config).await?;
     let prompt = "Is a verbal contract legally binding in most US states? Please reply to sam@example.org with the answer.";
     let v: Value = gw
         .post("/v1/route", chat("auto", prompt))
@@ -62,7 +80,12 @@ async fn dry_run_shows_domain_injection_and_difficulty_scores_and_pii_spans() ->
         c["injection"]["top"], expected,
         "p {p} vs threshold {threshold}"
     );
-    assert_eq!(v["signals"]["pii"][0]["type"], "email");
+    // the regexes find the email; the pii head may add places ("US")
+    let kinds: Vec<&str> = v["signals"]["pii"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["type"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(kinds.contains(&"email"), "{kinds:?}");
     Ok(())
 }
 
@@ -90,22 +113,32 @@ async fn a_prompt_injection_is_refused_with_an_openai_style_400() -> Result<()> 
         )
         .await?;
     assert_eq!(benign.status(), 200, "a benign prompt is not refused");
+    let question = gw
+        .post(
+            "/v1/chat/completions",
+            chat("auto", "How do prompt injection attacks on chatbots work?"),
+        )
+        .await?;
+    assert_eq!(
+        question.status(),
+        200,
+        "a question about injections is answered"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn a_label_condition_naming_an_unknown_label_is_a_config_error() -> Result<()> {
     let fakes = Fakes::start().await?;
-    let config = with_injection_guard(&fakes)?
-        .replace("is: injection, min: 0.97", "is: jailbreak, min: 0.97");
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("c.yaml");
-    std::fs::write(&path, config)?;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_routemesh"))
-        .args(["check-config", &path.display().to_string()])
-        .output()?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(64), "{err}");
+    let guarded = with_injection_guard(&fakes)?;
+    let condition = "{ classifier: injection, is: injection }";
+    assert!(
+        guarded.contains(condition),
+        "the example config's guard moved"
+    );
+    let config = guarded.replace(condition, "{ classifier: injection, is: jailbreak }");
+    let (code, err) = crate::config_cli::check_config_text(&config)?;
+    assert_eq!(code, 64, "{err}");
     assert!(
         err.contains("decisions[0].when.label.is") && err.contains("no label `jailbreak`"),
         "{err}"

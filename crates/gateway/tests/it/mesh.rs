@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use routemesh_test_support::gateway::{Fakes, Gateway, Worker, chat, gateway_bin, header};
+use routemesh_test_support::gateway::{
+    Fakes, Gateway, SHIPPED_HEADS, Worker, chat, gateway_bin, header,
+};
 use routemesh_test_support::nats_server::NatsServer;
 use routemesh_test_support::workspace;
 use serde_json::Value;
@@ -227,10 +229,7 @@ impl HoldingWorker {
                 "1h",
             ])
             .args(["--metrics-listen", "127.0.0.1:0"])
-            .args(
-                ["domain", "injection", "difficulty"]
-                    .map(|h| format!("--classifier={h}={}", heads.join(h).display())),
-            )
+            .args(SHIPPED_HEADS.map(|h| format!("--classifier={h}={}", heads.join(h).display())))
             .env("ROUTEMESH_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -412,7 +411,7 @@ async fn a_worker_answers_an_unknown_wire_version_with_a_clear_error() -> Result
 #[tokio::test]
 async fn a_classifier_placed_on_another_pool_is_asked_in_parallel() -> Result<()> {
     let nats = NatsServer::start()?;
-    let _embedder = Worker::start_with(&nats.url(), "embed", &["domain", "difficulty"]).await?;
+    let _embedder = Worker::start_with(&nats.url(), "embed", &["domain", "pii"]).await?;
     let mut guard = Worker::start_with(&nats.url(), "guard", &["injection"]).await?;
     let fakes = Fakes::start().await?;
     let embedded = Gateway::start(&fakes.example_config()?).await?;

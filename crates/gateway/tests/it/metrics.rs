@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use routemesh_test_support::gateway::{Fake, Fakes, Gateway, chat, header};
+use routemesh_test_support::gateway::{Fake, Fakes, Gateway, SHIPPED_HEADS, chat, header};
 use routemesh_test_support::nats_server::NatsServer;
 use routemesh_test_support::{model_dir, workspace};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -372,10 +372,7 @@ async fn metered_worker(nats_url: &str, pool: &str) -> Result<MeteredWorker> {
         .args(["--max-wait", "0ms", "--metrics-listen", "127.0.0.1:0"])
         .arg("--model-dir")
         .arg(model_dir())
-        .args(
-            ["domain", "injection", "difficulty"]
-                .map(|h| format!("--classifier={h}={}", heads.join(h).display())),
-        )
+        .args(SHIPPED_HEADS.map(|h| format!("--classifier={h}={}", heads.join(h).display())))
         .env("ROUTEMESH_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -22,24 +22,33 @@ pub(crate) fn python() -> PathBuf {
     python
 }
 
-#[tokio::test]
-async fn official_openai_python_client_streaming_and_not() -> Result<()> {
-    let python = python();
-    let fakes = Fakes::start().await?;
-    let gw = Gateway::start(&fakes.example_config()?).await?;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/openai_client.py");
-    let out = tokio::process::Command::new(python)
+/// Runs the SDK script `tests/it/NAME` against `gw`: what the SDK saw (the
+/// JSON object its last line prints).
+pub(crate) async fn run_sdk_script(name: &str, gw: &Gateway) -> Result<Value> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it")
+        .join(name);
+    let out = tokio::process::Command::new(python())
         .arg(script)
         .arg(&gw.base)
         .output()
         .await?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
+    anyhow::ensure!(
         out.status.success(),
-        "client failed:\n{stdout}\n{}",
+        "{name} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_str(stdout.lines().last().context("no output")?)?;
+    Ok(serde_json::from_str(
+        stdout.lines().last().context("no output")?,
+    )?)
+}
+
+#[tokio::test]
+async fn official_openai_python_client_streaming_and_not() -> Result<()> {
+    let fakes = Fakes::start().await?;
+    let gw = Gateway::start(&fakes.example_config()?).await?;
+    let v = run_sdk_script("openai_client.py", &gw).await?;
 
     assert_eq!(v["plain"]["decision"], "math", "{v}");
     assert_eq!(v["plain"]["model"], "qwen-math-7b");
@@ -75,19 +84,7 @@ async fn official_openai_python_client_streaming_and_not() -> Result<()> {
 async fn official_openai_sdk_responses_embeddings_and_completions() -> Result<()> {
     let fakes = Fakes::start().await?;
     let gw = Gateway::start(&fakes.example_config()?).await?;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/openai_responses.py");
-    let out = tokio::process::Command::new(python())
-        .arg(script)
-        .arg(&gw.base)
-        .output()
-        .await?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the SDK failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_str(stdout.lines().last().context("no output")?)?;
+    let v = run_sdk_script("openai_responses.py", &gw).await?;
 
     assert_eq!(v["plain"]["decision"], "math", "{v}");
     assert_eq!(v["plain"]["model"], "qwen-math-7b");
@@ -158,6 +155,57 @@ async fn official_openai_sdk_responses_embeddings_and_completions() -> Result<()
     assert_eq!(
         v["alias"],
         serde_json::json!({ "status": 400, "param": "model" }),
+        "{v}"
+    );
+    Ok(())
+}
+
+/// The SDK's chat completions and Responses API against a gateway whose
+/// only upstream speaks Anthropic's Messages API (`api: anthropic`): every
+/// call crosses both translations, streams and tool round trips included.
+#[tokio::test]
+async fn official_openai_sdk_through_an_anthropic_only_upstream() -> Result<()> {
+    let fake = routemesh_test_support::gateway::Fake::serving("claude", "claude-sonnet-4").await?;
+    let gw = Gateway::start_with_env(
+        &crate::dialects::config(&fake),
+        &[("TEST_ANTHROPIC_KEY", crate::dialects::KEY)],
+    )
+    .await?;
+    let v = run_sdk_script("openai_via_anthropic.py", &gw).await?;
+    let starts = |key: &str, field: &str| {
+        v[key][field]
+            .as_str()
+            .is_some_and(|t| t.starts_with("[claude]"))
+    };
+    assert!(starts("chat", "text"), "{v}");
+    assert_eq!(v["chat"]["finish"], "stop", "{v}");
+    assert_eq!(v["chat"]["model"], "claude", "{v}");
+    assert!(v["chat"]["completion_tokens"].as_u64() > Some(0), "{v}");
+    assert!(starts("chat_stream", "text"), "{v}");
+    assert!(
+        v["chat_stream"]["completion_tokens"].as_u64() > Some(0),
+        "{v}"
+    );
+    let paris = serde_json::json!({ "query": "Find the population of Paris." });
+    assert_eq!(v["chat_tools"]["finish"], "tool_calls", "{v}");
+    assert_eq!(v["chat_tools"]["name"], "search", "{v}");
+    assert_eq!(v["chat_tools"]["arguments"], paris, "{v}");
+    assert!(
+        v["chat_tools"]["answer"]
+            .as_str()
+            .is_some_and(|a| a.ends_with("the tool said: 2.1 million")),
+        "{v}"
+    );
+    assert!(starts("responses", "text"), "{v}");
+    assert_eq!(v["responses"]["status"], "completed", "{v}");
+    assert_eq!(v["responses_stream"]["first"], "response.created", "{v}");
+    assert_eq!(v["responses_stream"]["last"], "response.completed", "{v}");
+    assert!(starts("responses_stream", "text"), "{v}");
+    assert_eq!(v["responses_tools"]["arguments"], paris, "{v}");
+    assert!(
+        v["responses_tools"]["answer"]
+            .as_str()
+            .is_some_and(|a| a.ends_with("the tool said: 2.1 million")),
         "{v}"
     );
     Ok(())

@@ -66,6 +66,61 @@ async fn email_and_card_reach_the_upstream_redacted_and_are_never_logged() -> Re
 }
 
 #[tokio::test]
+async fn names_and_addresses_found_by_the_pii_head_reach_the_upstream_redacted() -> Result<()> {
+    let (_fakes, _echo, gw) = setup().await?;
+    let (name, street) = ("Maria Gonzalez", "1420 Oak Street");
+    let prompt =
+        format!("Please ship the order to {name} at {street}, Springfield, paid with card {CARD}.");
+    // the dry run: typed spans at the values' byte offsets, never the values
+    let v: Value = gw
+        .post("/v1/route", chat("auto", &prompt))
+        .await?
+        .json()
+        .await?;
+    let spans = v["signals"]["pii"].as_array().cloned().unwrap_or_default();
+    let span_of = |kind: &str| {
+        spans
+            .iter()
+            .find(|s| s["type"] == kind)
+            .and_then(|s| Some((s["start"].as_u64()? as usize, s["end"].as_u64()? as usize)))
+    };
+    let person = span_of("person").ok_or_else(|| anyhow::anyhow!("no person span: {v}"))?;
+    assert_eq!(&prompt[person.0..person.1], name, "{v}");
+    let address =
+        span_of("street_address").ok_or_else(|| anyhow::anyhow!("no address span: {v}"))?;
+    assert!(
+        prompt[address.0..address.1].contains(street),
+        "the address span covers the street: {:?}",
+        &prompt[address.0..address.1]
+    );
+    assert!(
+        !v.to_string().contains(name),
+        "the dry run does not echo the value"
+    );
+
+    let resp = gw
+        .post("/v1/chat/completions", chat("auto", &prompt))
+        .await?;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-routemesh-decision"), "private");
+    let body: Value = resp.json().await?;
+    let echoed = body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        echoed.contains("[PERSON]") && echoed.contains("[ADDRESS]"),
+        "{echoed}"
+    );
+    assert!(echoed.contains("[CREDIT_CARD]"), "{echoed}");
+    assert!(
+        !echoed.contains("Gonzalez") && !echoed.contains("Oak Street"),
+        "a name or street went upstream: {echoed}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn the_dry_run_shows_pii_spans_and_the_action() -> Result<()> {
     let (_fakes, echo, gw) = setup().await?;
     let prompt = format!("card {CARD}");
@@ -78,7 +133,7 @@ async fn the_dry_run_shows_pii_spans_and_the_action() -> Result<()> {
     assert_eq!(v["action"]["type"], "route");
     assert_eq!(
         v["action"]["redact_pii"].as_array().map(Vec::len),
-        Some(6),
+        Some(routemesh_common::PiiKind::ALL.len()),
         "redact_pii: true means every kind"
     );
     let span = &v["signals"]["pii"][0];

@@ -3,14 +3,15 @@
 //! and attention over packed variable-length sequences.
 //!
 //! Each function is written once as plain loops the compiler vectorises, and
-//! compiled twice: for the baseline CPU and for AVX-512 (chosen at run time).
+//! compiled three times: for the baseline CPU, for AVX2 + FMA and for
+//! AVX-512 (chosen at run time).
 
 use rayon::prelude::*;
 
 use super::{Isa, SendPtr};
 
 /// Declares `pub(crate) fn $name(isa, args)` that runs `$body` compiled for
-/// AVX-512 when the CPU has it, else for the baseline.
+/// AVX-512 when the CPU has it, else for AVX2 + FMA, else for the baseline.
 macro_rules! multiversion {
     ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
         $(#[$m])*
@@ -25,9 +26,21 @@ macro_rules! multiversion {
                 body($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            fn narrow($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
             if isa.avx512 {
                 // SAFETY: AVX-512 and FMA were detected.
                 unsafe { wide($($arg),*) };
+                return;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if isa.avx2 {
+                // SAFETY: AVX2 and FMA were detected.
+                unsafe { narrow($($arg),*) };
                 return;
             }
             let _ = isa;

@@ -2,7 +2,8 @@
 //! element-wise math (exp, GELU, layer norm, softmax) the forward pass needs.
 //!
 //! Every kernel has an AVX-512 body, chosen at run time from what the CPU
-//! reports, and a portable body that computes the same thing (more slowly) on
+//! reports (the f32 GEMM and the element-wise math also an AVX2 + FMA one,
+//! for CPUs without AVX-512), and a portable body that computes the same thing (more slowly) on
 //! any other CPU. This module is the only place in the workspace with unsafe
 //! code: raw-pointer loads and stores inside bounds the callers check, and
 //! calls into functions compiled for CPU features that were detected first.
@@ -18,6 +19,9 @@ use std::sync::OnceLock;
 pub struct Isa {
     /// AVX-512 F, BW, DQ and VL: the f32 kernels and the element-wise math.
     pub avx512: bool,
+    /// AVX2 and FMA (every x86-64 CPU since 2013-2015, AMD's Zen 1-3
+    /// among them, which have no AVX-512): the f32 GEMM.
+    pub avx2: bool,
     /// AVX-512 BF16: `vdpbf16ps`, the bf16 GEMM.
     pub bf16: bool,
     /// AVX-512 VNNI: `vpdpbusd`, the int8 GEMM.
@@ -26,12 +30,21 @@ pub struct Isa {
 
 impl Isa {
     /// The running CPU's features; `ROUTEMESH_NO_AVX512=1` pretends there
-    /// are none (to run the portable kernels on this CPU, e.g. in tests).
+    /// are none (to run the portable kernels on this CPU, e.g. in tests),
+    /// `ROUTEMESH_NO_AVX512=avx2` keeps AVX2 (to run what a CPU without
+    /// AVX-512 runs).
     pub fn detect() -> Self {
         static ISA: OnceLock<Isa> = OnceLock::new();
         *ISA.get_or_init(|| {
-            if std::env::var_os("ROUTEMESH_NO_AVX512").is_some_and(|v| v == "1") {
-                return Self::portable();
+            match std::env::var_os("ROUTEMESH_NO_AVX512") {
+                Some(v) if v == "1" => return Self::portable(),
+                Some(v) if v == "avx2" => {
+                    return Self {
+                        avx2: Self::probe().avx2,
+                        ..Self::portable()
+                    };
+                }
+                _ => {}
             }
             Self::probe()
         })
@@ -41,6 +54,7 @@ impl Isa {
     pub const fn portable() -> Self {
         Self {
             avx512: false,
+            avx2: false,
             bf16: false,
             vnni: false,
         }
@@ -55,6 +69,8 @@ impl Isa {
             && std::arch::is_x86_feature_detected!("fma");
         Self {
             avx512,
+            avx2: std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma"),
             bf16: avx512 && std::arch::is_x86_feature_detected!("avx512bf16"),
             vnni: avx512 && std::arch::is_x86_feature_detected!("avx512vnni"),
         }

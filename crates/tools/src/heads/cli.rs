@@ -82,12 +82,31 @@ pub struct TrainHeadArgs {
     /// Binary heads: what the threshold maximises on the evaluation rows.
     #[arg(long, value_enum, default_value = "f1")]
     pub choose_threshold: Criterion,
+    /// With `--choose-threshold fpr`: the most false positives allowed, as
+    /// a share of the negative rows (0.01 = one in a hundred).
+    #[arg(long, default_value_t = 0.01)]
+    pub max_fpr: f64,
+    /// Binary heads: which rows choose the threshold. `eval`: the rows the
+    /// head is measured on (--data-eval, else the validation split), so
+    /// the thresholded figures are slightly optimistic; `validation`: the
+    /// validation split of --data, so --data-eval measures it unseen.
+    #[arg(long, value_enum, default_value = "eval")]
+    pub threshold_on: ThresholdOn,
     /// How the served head reads a prompt longer than one encoder window
     /// (recorded in head.json): `mean` of the windows' probabilities
     /// weighted by tokens, or `max`, the window where --positive-label is
     /// most probable (a detector that fires when any window does).
     #[arg(long, default_value_t = WindowPooling::Mean)]
     pub windows: WindowPooling,
+}
+
+/// The rows a binary head's threshold is chosen on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ThresholdOn {
+    /// The rows the head is measured on.
+    Eval,
+    /// The validation split of the training file.
+    Validation,
 }
 
 /// Loss weights per class.

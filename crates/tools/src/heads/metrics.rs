@@ -60,6 +60,9 @@ pub enum Criterion {
     /// F1 of the positive label.
     F1,
     Accuracy,
+    /// The recall of the positive label, with at most `--max-fpr` of the
+    /// negative rows called positive.
+    Fpr,
 }
 
 impl Criterion {
@@ -67,6 +70,7 @@ impl Criterion {
         match self {
             Self::F1 => "f1",
             Self::Accuracy => "accuracy",
+            Self::Fpr => "fpr",
         }
     }
 }
@@ -74,11 +78,15 @@ impl Criterion {
 /// The threshold on the positive probability that maximises `criterion`
 /// when rows with `p >= threshold` are called positive. Candidates lie
 /// halfway between consecutive distinct probabilities; ties go to the
-/// threshold nearest 0.5. `None` without rows.
+/// threshold nearest 0.5. `None` without rows. [`Criterion::Fpr`]
+/// maximises recall with a false-positive rate of at most `max_fpr` (the
+/// other criteria ignore it); of the thresholds with the same recall the
+/// highest is taken, so the bound holds with the most margin.
 pub(crate) fn choose_threshold(
     p_positive: &[f32],
     is_positive: &[bool],
     criterion: Criterion,
+    max_fpr: f64,
 ) -> Option<f32> {
     if p_positive.is_empty() {
         return None;
@@ -91,11 +99,15 @@ pub(crate) fn choose_threshold(
     rows.sort_by(|a, b| b.0.total_cmp(&a.0));
     let positives = rows.iter().filter(|r| r.1).count();
     let n = rows.len();
+    let negatives = n - positives;
     let score = |tp: usize, fp: usize| -> f64 {
         let fn_ = positives - tp;
         match criterion {
             Criterion::F1 => ratio(2 * tp, 2 * tp + fp + fn_),
             Criterion::Accuracy => ratio(tp + (n - positives - fp), n),
+            // Over the bound scores below calling nothing positive.
+            Criterion::Fpr if fp as f64 > max_fpr * negatives as f64 => -1.0,
+            Criterion::Fpr => ratio(tp, positives),
         }
     };
     // Start with nothing called positive: threshold above every probability.
@@ -119,8 +131,9 @@ pub(crate) fn choose_threshold(
             None => f64::from(p) / 2.0,
         };
         let s = score(tp, fp);
+        let tie = (s - best).abs() <= 1e-12;
         let better = s > best + 1e-12
-            || ((s - best).abs() <= 1e-12 && (t - 0.5).abs() < (best_t - 0.5).abs());
+            || (tie && criterion != Criterion::Fpr && (t - 0.5).abs() < (best_t - 0.5).abs());
         if better {
             best = s;
             best_t = t;
@@ -175,7 +188,7 @@ mod tests {
         let p = [0.9, 0.8, 0.35, 0.3, 0.1];
         let y = [true, true, true, false, false];
         for c in [Criterion::F1, Criterion::Accuracy] {
-            let t = choose_threshold(&p, &y, c).unwrap();
+            let t = choose_threshold(&p, &y, c, 1.0).unwrap();
             assert!((t - 0.325).abs() < 1e-6, "{c:?}: {t}");
         }
     }
@@ -185,21 +198,49 @@ mod tests {
         let p = [0.9, 0.5, 0.4, 0.3, 0.2];
         // Only the top row positive: F1 2/3 and accuracy 0.8, both best.
         let y = [true, false, false, false, true];
-        let f1 = choose_threshold(&p, &y, Criterion::F1).unwrap();
-        let acc = choose_threshold(&p, &y, Criterion::Accuracy).unwrap();
+        let f1 = choose_threshold(&p, &y, Criterion::F1, 1.0).unwrap();
+        let acc = choose_threshold(&p, &y, Criterion::Accuracy, 1.0).unwrap();
         assert!((f1 - 0.7).abs() < 1e-6, "{f1}");
         assert!((acc - 0.7).abs() < 1e-6, "{acc}");
         // Everything positive has the best F1 (6/8); accuracy ties at 0.6 for
         // the top 1, 3 or 5 rows and takes the threshold nearest 0.5.
         let y = [true, false, true, false, true];
-        let f1 = choose_threshold(&p, &y, Criterion::F1).unwrap();
-        let acc = choose_threshold(&p, &y, Criterion::Accuracy).unwrap();
+        let f1 = choose_threshold(&p, &y, Criterion::F1, 1.0).unwrap();
+        let acc = choose_threshold(&p, &y, Criterion::Accuracy, 1.0).unwrap();
         assert!((f1 - 0.1).abs() < 1e-6, "{f1}");
         assert!((acc - 0.35).abs() < 1e-6, "{acc}");
     }
 
     #[test]
+    fn the_fpr_criterion_keeps_the_false_positives_under_the_bound() {
+        // Negatives at 0.9 and 0.2..; positives at 0.95, 0.8, 0.7, 0.1.
+        let p = [0.95, 0.9, 0.8, 0.7, 0.25, 0.2, 0.15, 0.1, 0.05, 0.01];
+        let y = [
+            true, false, true, true, false, false, false, true, false, false,
+        ];
+        let negatives = y.iter().filter(|v| !**v).count() as f64;
+        let fpr =
+            |t: f32| p.iter().zip(&y).filter(|(p, y)| !**y && **p >= t).count() as f64 / negatives;
+        let recall =
+            |t: f32| p.iter().zip(&y).filter(|(p, y)| **y && **p >= t).count() as f64 / 4.0;
+        // No false positive allowed: only the row above the 0.9 negative.
+        let strict = choose_threshold(&p, &y, Criterion::Fpr, 0.0).unwrap();
+        assert_eq!((fpr(strict), recall(strict)), (0.0, 0.25));
+        // One of six negatives allowed: three positives, not the fourth.
+        let loose = choose_threshold(&p, &y, Criterion::Fpr, 0.2).unwrap();
+        assert!(fpr(loose) <= 0.2, "{loose}");
+        assert_eq!(recall(loose), 0.75);
+        assert!(
+            loose > 0.25 && loose <= 0.7,
+            "the highest threshold of that recall: {loose}"
+        );
+        // Everything allowed: every positive.
+        let all = choose_threshold(&p, &y, Criterion::Fpr, 1.0).unwrap();
+        assert_eq!(recall(all), 1.0);
+    }
+
+    #[test]
     fn no_rows_no_threshold() {
-        assert_eq!(choose_threshold(&[], &[], Criterion::F1), None);
+        assert_eq!(choose_threshold(&[], &[], Criterion::F1, 1.0), None);
     }
 }

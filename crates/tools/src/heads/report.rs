@@ -151,30 +151,68 @@ pub(crate) fn evaluation_markdown(e: &Evaluation) -> String {
         ),
     }
     if let Some(field) = &e.group_field {
-        let threshold = e.metrics.at_threshold.is_some();
-        let _ = write!(
-            s,
-            "\nBy `{field}`:\n\n| {field} | rows | accuracy | macro-F1 |"
-        );
-        s.push_str(if threshold {
-            " accuracy at threshold | macro-F1 at threshold |\n|---|--:|--:|--:|--:|--:|\n"
-        } else {
-            "\n|---|--:|--:|--:|\n"
-        });
-        for g in &e.groups {
-            let m = &g.metrics;
-            let _ = write!(
-                s,
-                "| {} | {} | {:.4} | {:.4} |",
-                g.value, m.rows, m.argmax.accuracy, m.argmax.macro_f1
-            );
-            if let Some(t) = &m.at_threshold {
-                let _ = write!(s, " {:.4} | {:.4} |", t.scores.accuracy, t.scores.macro_f1);
+        match &e.metrics.at_threshold {
+            Some(t) => detector_groups(&mut s, field, &t.positive_label, &e.groups),
+            None => {
+                let _ = write!(
+                    s,
+                    "\nBy `{field}`:\n\n| {field} | rows | accuracy | macro-F1 |\n|---|--:|--:|--:|\n"
+                );
+                for g in &e.groups {
+                    let m = &g.metrics;
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {:.4} | {:.4} |",
+                        g.value, m.rows, m.argmax.accuracy, m.argmax.macro_f1
+                    );
+                }
             }
-            s.push('\n');
         }
     }
     s
+}
+
+/// A binary detector's groups at its threshold: how many of each label,
+/// the positive label's recall and the false-positive rate (the share of
+/// the other label's rows called positive), which a group holding one
+/// label only shows as its one figure.
+fn detector_groups(s: &mut String, field: &str, positive: &str, groups: &[GroupMetrics]) {
+    let _ = write!(
+        s,
+        "\nBy `{field}`, at the threshold:\n\n\
+         | {field} | rows | {positive} rows | recall | other rows | false-positive rate |\n\
+         |---|--:|--:|--:|--:|--:|\n"
+    );
+    let cell = |support: usize, value: f64| {
+        if support == 0 {
+            "".to_owned()
+        } else {
+            format!("{value:.4}")
+        }
+    };
+    for g in groups {
+        let Some(t) = &g.metrics.at_threshold else {
+            continue;
+        };
+        let (mut pos, mut neg) = ((0, 0.0), (0, 0.0));
+        for c in &t.scores.per_class {
+            if c.label == positive {
+                pos = (c.support, c.recall);
+            } else {
+                neg = (c.support, 1.0 - c.recall);
+            }
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            g.value,
+            g.metrics.rows,
+            pos.0,
+            cell(pos.0, pos.1),
+            neg.0,
+            cell(neg.0, neg.1)
+        );
+    }
 }
 
 /// The summary `train-head` prints on stdout.
@@ -346,11 +384,16 @@ pub(crate) fn readme(info: &HeadInfo) -> String {
             v.accuracy, v.macro_f1
         );
     }
-    if info.metrics.at_threshold.is_some() {
-        s.push_str(
+    match &info.metrics.at_threshold {
+        Some(t) if t.criterion.ends_with(" on validation") => s.push_str(
+            "\nThe threshold was chosen on the validation split of the training data, so \
+             these rows measure it unseen.\n",
+        ),
+        Some(_) => s.push_str(
             "\nThe threshold was chosen on these same rows, so the thresholded figures are \
              slightly optimistic.\n",
-        );
+        ),
+        None => {}
     }
     s.push_str("\n## Training\n\n");
     s.push_str("Candidates (validation split; the chosen one has the best macro-F1):\n\n");

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::cache::{CacheIdentity, EmbedStats, EmbeddingCache, embed_all};
-use super::cli::{ClassWeights, EvalHeadArgs, Split, TrainHeadArgs};
+use super::cli::{ClassWeights, EvalHeadArgs, Split, ThresholdOn, TrainHeadArgs};
 use super::data::{self, Dataset};
 use super::error::TrainError;
-use super::metrics::{choose_threshold, scores};
+use super::metrics::{Criterion, choose_threshold, scores};
 use super::report::{Evaluation, GroupMetrics, Versus};
 use super::train::{Fit, Rows, fit};
 use routemesh_classifier_worker::heads::{
@@ -111,6 +111,8 @@ pub(crate) fn train(args: &TrainHeadArgs, command: Vec<String>) -> Result<HeadIn
         positive_label: args.positive_label.clone(),
         threshold: None,
         windows: args.windows,
+        tokens: None,
+        span_metrics: None,
         data: DataInfo::default(),
         metrics: Metrics::default(),
         training: TrainingInfo::default(),
@@ -194,16 +196,30 @@ pub(crate) fn train(args: &TrainHeadArgs, command: Vec<String>) -> Result<HeadIn
     );
     let at_threshold = match head.positive_index() {
         Some(pos) => {
-            let p: Vec<f32> = probs.iter().map(|p| p[pos]).collect();
-            let truth: Vec<bool> = ey.iter().map(|&c| c == pos).collect();
-            choose_threshold(&p, &truth, args.choose_threshold).map(|t| {
+            let positive = |probs: &[Vec<f32>], y: &[usize]| -> (Vec<f32>, Vec<bool>) {
+                (
+                    probs.iter().map(|p| p[pos]).collect(),
+                    y.iter().map(|&c| c == pos).collect(),
+                )
+            };
+            let (p, truth) = positive(&probs, ey);
+            let chosen = match args.threshold_on {
+                ThresholdOn::Eval => {
+                    choose_threshold(&p, &truth, args.choose_threshold, args.max_fpr)
+                }
+                ThresholdOn::Validation => {
+                    let (vp, vt) = positive(&head.predict_batch(&vx), &vy);
+                    choose_threshold(&vp, &vt, args.choose_threshold, args.max_fpr)
+                }
+            };
+            chosen.map(|t| {
                 let pred: Vec<usize> = p
                     .iter()
                     .map(|&v| if v >= t { pos } else { 1 - pos })
                     .collect();
                 ThresholdScores {
                     positive_label: labels[pos].clone(),
-                    criterion: args.choose_threshold.name().to_owned(),
+                    criterion: criterion_name(args),
                     threshold: t,
                     scores: scores(&labels, ey, &pred),
                 }
@@ -258,6 +274,20 @@ pub(crate) fn train(args: &TrainHeadArgs, command: Vec<String>) -> Result<HeadIn
         source,
     })?;
     Ok(info)
+}
+
+/// How the threshold was chosen, as head.json records it: `f1`,
+/// `accuracy` or `fpr<=0.01`, and `on validation` when the validation
+/// split chose it.
+fn criterion_name(args: &TrainHeadArgs) -> String {
+    let mut name = match args.choose_threshold {
+        Criterion::Fpr => format!("fpr<={}", args.max_fpr),
+        c => c.name().to_owned(),
+    };
+    if args.threshold_on == ThresholdOn::Validation {
+        name.push_str(" on validation");
+    }
+    name
 }
 
 /// Measures a saved head on labelled rows (through the embedding cache), in
@@ -494,6 +524,8 @@ fn check_args(args: &TrainHeadArgs) -> Result<(), TrainError> {
         || args.weight_decay < 0.0
     {
         Some("--lr must be positive and --weight-decay not negative".to_owned())
+    } else if !(0.0..=1.0).contains(&args.max_fpr) {
+        Some(format!("--max-fpr {} must be in [0, 1]", args.max_fpr))
     } else {
         None
     };
@@ -521,7 +553,7 @@ fn label_indices(d: &Dataset, labels: &[String]) -> Result<Vec<usize>, TrainErro
 /// tokens: what the serving encoder scores each window on); training runs in
 /// f32, the reference precision, so the recorded metrics stay the same
 /// whatever the serving encoder's precision; `eval-head` may ask for another.
-fn load_encoder(
+pub(crate) fn load_encoder(
     dir: &Path,
     max_tokens: usize,
     precision: EncoderPrecision,

@@ -46,6 +46,19 @@ fn bad(param: &str, message: impl Into<String>) -> ApiError {
 }
 
 /// Parses a Messages body and translates it.
+/// Removes Anthropic's own headers (`anthropic-version`, `anthropic-beta`,
+/// …): they mean nothing to the pipeline or a chat-completions upstream.
+pub fn strip_headers(headers: &mut http::HeaderMap) {
+    let theirs: Vec<_> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("anthropic-"))
+        .cloned()
+        .collect();
+    for name in theirs {
+        headers.remove(name);
+    }
+}
+
 pub fn parse_messages(bytes: &[u8]) -> Result<MessagesRequest, ApiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request(format!("the request body is not valid JSON: {e}"), None)

@@ -8,4 +8,4 @@ pub mod answer;
 pub mod error;
 pub mod messages;
 
-pub use messages::{MessagesRequest, parse_messages};
+pub use messages::{MessagesRequest, parse_messages, strip_headers};
