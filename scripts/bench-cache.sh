@@ -3,8 +3,8 @@
 #
 #   1. builds the release `bench-cache` binary (routemesh-loadtest),
 #   2. measures, through the public `Cache` handle: lookup p50/p99 and recall@1 against exact
-#      search with 10k and 100k entries in one shard (HNSW at ef_search 64 and 128, and a flat
-#      scan), insert throughput (also with a sled store at 100k), RSS and `bytes` per entry, and
+#      search with 10k and 100k entries in one shard (HNSW at ef_search 64 and 128, and the
+#      flat index at each --rerank), insert throughput (also with a sled store at 100k), RSS and `bytes` per entry, and
 #      RSS under 3 minutes of concurrent churn with eviction (4 shards × 20k entries, 8 tasks),
 #   3. writes loadtest/reports/cache/{cache.json,cache.md,churn-rss.svg} and prints cache.md.
 #

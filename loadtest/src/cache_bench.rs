@@ -66,6 +66,10 @@ pub struct IndexSpec {
     pub ef_construction: usize,
     pub ef_search: usize,
     pub flat_below: usize,
+    /// Candidates of a flat search rescored exactly (reports older than the sign-bit codes
+    /// scanned every vector exactly: read as 0).
+    #[serde(default)]
+    pub rerank: usize,
 }
 
 impl IndexSpec {
@@ -75,6 +79,7 @@ impl IndexSpec {
             ef_construction: self.ef_construction,
             ef_search: self.ef_search,
             flat_below: self.flat_below,
+            rerank: self.rerank,
         }
     }
 }

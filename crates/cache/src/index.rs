@@ -1,6 +1,7 @@
-//! The vector index of a shard: an exact flat scan for small scopes and an
-//! hnsw_rs graph (cosine as `1 − dot` on unit vectors) for big ones. Pure:
-//! no clock, no IO.
+//! The vector index of a shard: a flat index per scope (sign-bit codes
+//! scanned by Hamming distance, the nearest few rescored exactly: [`flat`])
+//! and an hnsw_rs graph (cosine as `1 − dot` on unit vectors) that scopes
+//! past `flat_below` also enter. Pure: no clock, no IO.
 //!
 //! hnsw_rs cannot delete. A removed vector stays in the graph as a
 //! *tombstone*: searches filter it out (the caller's filter accepts only live
@@ -22,6 +23,11 @@ use hnsw_rs::anndists::dist::Distance;
 use hnsw_rs::hnsw::Hnsw;
 
 use crate::types::IndexParams;
+
+mod codes;
+mod flat;
+
+pub(crate) use flat::{FlatIndex, Scratch};
 
 /// hnsw_rs's own layer limit.
 const MAX_LAYERS: usize = 16;

@@ -14,9 +14,11 @@
 //!   by [`Shard::sweep`] (expiry order is kept, so a sweep costs only what it
 //!   removes).
 //! - **Vectors.** A scope's vectors enter the HNSW graph only once the scope
-//!   has more than `flat_below` live entries; smaller scopes are flat-scanned
-//!   (exact, and cheaper). So a shard of many small scopes never pays for
-//!   graph inserts or rebuilds. Removed indexed vectors are tombstones; see
+//!   has more than `flat_below` live entries; until then its flat index
+//!   alone answers (sign-bit codes, the `rerank` nearest rescored exactly;
+//!   exact for scopes of at most `rerank` vectors). Every scope keeps its
+//!   flat index, which never rebuilds; only graph scopes pay for graph
+//!   inserts and rebuilds. Removed indexed vectors are tombstones; see
 //!   [`crate::index`] for the rebuild rule. A rebuild is split into
 //!   [`Shard::rebuild_job`] (a detached snapshot) and
 //!   [`Shard::finish_rebuild`] (swap in, adding what was indexed meanwhile),
@@ -26,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::index::{Graph, RebuildJob, Rebuilt, best_flat, dot};
+use crate::index::{FlatIndex, Graph, RebuildJob, Rebuilt, Scratch, best_flat};
 use crate::types::{
     Answer, Hit, IndexParams, Insert, Lookup, Scope, ScopeFilter, ShardStats, Tier,
 };
@@ -76,6 +78,8 @@ struct Slot {
 #[derive(Debug, Default)]
 struct ScopeIds {
     ids: HashSet<u64>,
+    /// The vectors of the scope's entries that have one.
+    flat: FlatIndex,
     /// The scope's vectors go into the graph.
     indexed: bool,
 }
@@ -126,6 +130,8 @@ pub(crate) struct Shard {
     generation: u64,
     bytes: u64,
     counters: Counters,
+    /// The flat search's buffers, reused.
+    scratch: Scratch,
 }
 
 impl Shard {
@@ -146,6 +152,7 @@ impl Shard {
             generation: 0,
             bytes: 0,
             counters: Counters::default(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -204,7 +211,8 @@ impl Shard {
         self.expiry.insert((entry.expires_ms, id));
         self.exact.insert((scope_id, entry.key), id);
         self.bytes += entry.bytes();
-        let has_vector = entry.vector.is_some();
+        let vector = entry.vector.clone();
+        let has_vector = vector.is_some();
         self.entries.insert(
             id,
             Slot {
@@ -216,6 +224,9 @@ impl Shard {
         );
         let scope = self.scopes.entry(scope_id).or_default();
         scope.ids.insert(id);
+        if let Some(v) = vector {
+            scope.flat.insert(id, v);
+        }
         if has_vector && scope.indexed {
             self.index_one(id);
         } else if !scope.indexed && scope.ids.len() > self.cfg.index.flat_below {
@@ -295,6 +306,7 @@ impl Shard {
         }
         if let Some(scope) = self.scopes.get_mut(&slot.scope_id) {
             scope.ids.remove(&id);
+            scope.flat.remove(id);
             if scope.ids.is_empty() {
                 self.scopes.remove(&slot.scope_id);
             }
@@ -337,7 +349,9 @@ impl Shard {
             .as_deref()
             .filter(|q| Some(q.len()) == self.dim && q.iter().all(|x| x.is_finite()));
         if let Some(q) = query {
-            let near = self.nearest(scope_id, &l.scope, q, now_ms);
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let near = self.nearest(scope_id, &l.scope, q, now_ms, &mut scratch);
+            self.scratch = scratch;
             self.counters.graph_fallbacks += u64::from(near.fell_back);
             for id in near.expired {
                 self.expire(id, &mut removed);
@@ -371,7 +385,14 @@ impl Shard {
     }
 
     /// The most similar live vector of `scope` and the expired ids met.
-    fn nearest(&self, scope_id: u64, scope: &Scope, q: &[f32], now_ms: u64) -> Near {
+    fn nearest(
+        &self,
+        scope_id: u64,
+        scope: &Scope,
+        q: &[f32],
+        now_ms: u64,
+        scratch: &mut Scratch,
+    ) -> Near {
         let mut near = Near::default();
         let Some(ids) = self.scopes.get(&scope_id) else {
             return near;
@@ -411,36 +432,26 @@ impl Shard {
                 "cache: graph search found nothing live; scanning"
             );
         }
-        // Every id of the list was stored under this scope id; comparing the
-        // full scope (three strings) per candidate would cost more than the
-        // dot product, so only the winner is compared — and if it is a
-        // 64-bit id collision, the scan runs again comparing every one.
-        for careful in [false, true] {
-            let mut best: Option<(u64, f32)> = None;
+        // The scope's flat index: its nearest codes rescored exactly, best
+        // first; the first live one of exactly this scope answers (the full
+        // scope is compared: the index is per 64-bit scope id). When none of
+        // the candidates does, every vector is scored.
+        let rerank = self.cfg.index.rerank;
+        for rerank in [rerank, usize::MAX] {
+            ids.flat.search(q, rerank, scratch);
             near.expired.clear();
-            for &id in &ids.ids {
-                let found = if careful {
-                    candidate(id)
-                } else {
-                    self.entries
-                        .get(&id)
-                        .and_then(|slot| Some((slot, slot.entry.vector.as_deref()?)))
-                };
-                let Some((slot, v)) = found else {
+            for &(id, s) in &scratch.scored {
+                let Some(slot) = self.entries.get(&id) else {
                     continue;
                 };
                 if slot.entry.expires_ms <= now_ms {
                     near.expired.push(id);
-                    continue;
-                }
-                let s = dot(q, v);
-                if best.is_none_or(|(_, b)| s > b) {
-                    best = Some((id, s));
+                } else if candidate(id).is_some() {
+                    near.best = Some((id, s));
+                    return near;
                 }
             }
-            let verified = best.is_none_or(|(id, _)| candidate(id).is_some());
-            if careful || verified {
-                near.best = best;
+            if scratch.scored.len() >= ids.flat.len() {
                 break;
             }
         }

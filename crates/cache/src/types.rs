@@ -48,9 +48,14 @@ pub struct IndexParams {
     pub m: usize,
     pub ef_construction: usize,
     pub ef_search: usize,
-    /// A scope with at most this many live entries is searched by an exact
-    /// flat scan; its vectors enter the HNSW graph only once it outgrows this.
+    /// A scope with at most this many live entries is searched by its flat
+    /// index alone; its vectors enter the HNSW graph only once it outgrows
+    /// this.
     pub flat_below: usize,
+    /// Candidates of a flat search (nearest by sign-bit code) whose exact
+    /// similarity is computed; the best of them answers. A scope of at most
+    /// this many vectors is scored exactly.
+    pub rerank: usize,
 }
 
 impl Default for IndexParams {
@@ -59,7 +64,8 @@ impl Default for IndexParams {
             m: 16,
             ef_construction: 100,
             ef_search: 64,
-            flat_below: 4096,
+            flat_below: 10_000_000,
+            rerank: 128,
         }
     }
 }

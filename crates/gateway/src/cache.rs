@@ -390,6 +390,7 @@ fn settings(c: &CacheConfig) -> CacheSettings {
             ef_construction: c.index.ef_construction,
             ef_search: c.index.ef_search,
             flat_below: c.index.flat_below,
+            rerank: c.index.rerank,
         },
         store: c.store.clone(),
     }

@@ -71,15 +71,25 @@ struct Cli {
     /// HNSW ef_construction (build quality vs build time).
     #[arg(long, value_name = "N", default_value_t = 100)]
     ef_construction: usize,
-    /// HNSW ef_search values; each is a separate cache built from scratch.
+    /// HNSW ef_search values; each is a separate cache built from scratch (`none`: no HNSW
+    /// case).
     #[arg(long, value_name = "LIST", default_value = "64,128", value_parser = parse_list)]
     ef_search: List,
-    /// Scopes with at most this many entries are flat-scanned (IndexParams::flat_below).
+    /// Scopes with at most this many entries are searched by their flat index alone; an HNSW
+    /// case's scope enters the graph past it (IndexParams::flat_below).
     #[arg(long, value_name = "N", default_value_t = 4096)]
     flat_below: usize,
+    /// Flat cases: candidates (nearest by sign-bit code) rescored exactly; each value is a
+    /// separate case (IndexParams::rerank).
+    #[arg(long, value_name = "LIST", default_value = "128", value_parser = parse_list)]
+    rerank: List,
     /// Measured lookups per case; each is also a recall@1 query.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     queries: usize,
+    /// Range of the cosine of each query to the stored vector it is made from, `LO,HI` (lower
+    /// makes the nearest neighbour harder to find: the cache's threshold is usually ≥ 0.9).
+    #[arg(long, value_name = "LO,HI", default_value = "0.90,0.95", value_parser = parse_cos_range)]
+    query_cos: (f32, f32),
     /// Lookups before the measured ones (not recorded).
     #[arg(long, value_name = "N", default_value_t = 200)]
     warmup: usize,
@@ -155,6 +165,18 @@ fn parse_list(s: &str) -> Result<List, String> {
         .map(List)
 }
 
+fn parse_cos_range(s: &str) -> Result<(f32, f32), String> {
+    let bad = || format!("`{s}` is not a cosine range; use e.g. 0.90,0.95 (0 < LO <= HI <= 1)");
+    let (lo, hi) = s.split_once(',').ok_or_else(bad)?;
+    let lo: f32 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: f32 = hi.trim().parse().map_err(|_| bad())?;
+    if lo > 0.0 && lo <= hi && hi <= 1.0 {
+        Ok((lo, hi))
+    } else {
+        Err(bad())
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(case) = &cli.case {
@@ -227,27 +249,31 @@ fn plan(cli: &Cli, source: &Source) -> Result<Vec<CaseSpec>, CacheBenchError> {
     if cli.queries == 0 {
         return bad("--queries must be positive");
     }
-    if cli.ef_search.0.is_empty() {
-        return bad("give at least one --ef-search value");
-    }
     if !(0.0..=1.0).contains(&cli.churn_lookups) {
         return bad("--churn-lookups must be between 0 and 1");
     }
-    let index = |ef_search: usize| IndexSpec {
+    if cli.rerank.0.is_empty() {
+        return bad("give at least one --rerank value");
+    }
+    let default_rerank = cli.rerank.0[0];
+    // `--ef-search none`: no HNSW case; the others do not search a graph
+    let ef0 = cli.ef_search.0.first().copied().unwrap_or(64);
+    let index = |ef_search: usize, rerank: usize| IndexSpec {
         m: cli.m,
         ef_construction: cli.ef_construction,
         ef_search,
         flat_below: cli.flat_below,
+        rerank,
     };
     let threads = cli
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let sized = |size: usize, ef: usize, flat: bool, store: bool| {
+    let sized = |size: usize, ef: usize, rerank: usize, flat: bool, store: bool| {
         CaseSpec::Sized(SizedSpec {
             source: source.clone(),
             seed: cli.seed,
             size,
-            index: index(ef),
+            index: index(ef, rerank),
             flat,
             store,
             // a store case measures inserts; its lookups are the flat case's
@@ -260,6 +286,7 @@ fn plan(cli: &Cli, source: &Source) -> Result<Vec<CaseSpec>, CacheBenchError> {
             body_bytes: cli.body_bytes,
             insert_batch: cli.insert_batch,
             deadline_ms: u64::try_from(cli.deadline.as_millis()).unwrap_or(u64::MAX),
+            query_cos: cli.query_cos,
             threads,
         })
     };
@@ -267,13 +294,15 @@ fn plan(cli: &Cli, source: &Source) -> Result<Vec<CaseSpec>, CacheBenchError> {
     if !cli.no_sized {
         for &n in &cli.sizes.0 {
             for &ef in &cli.ef_search.0 {
-                cases.push(sized(n, ef, false, false));
+                cases.push(sized(n, ef, default_rerank, false, false));
             }
             if cli.flat_sizes.0.contains(&n) {
-                cases.push(sized(n, cli.ef_search.0[0], true, false));
+                for &rerank in &cli.rerank.0 {
+                    cases.push(sized(n, ef0, rerank, true, false));
+                }
             }
             if cli.store_sizes.0.contains(&n) {
-                cases.push(sized(n, cli.ef_search.0[0], true, true));
+                cases.push(sized(n, ef0, default_rerank, true, true));
             }
         }
     }
@@ -283,7 +312,7 @@ fn plan(cli: &Cli, source: &Source) -> Result<Vec<CaseSpec>, CacheBenchError> {
             seed: cli.seed,
             shards: cli.churn_shards,
             capacity: cli.churn_capacity,
-            index: index(cli.ef_search.0[0]),
+            index: index(ef0, default_rerank),
             tasks: cli.churn_tasks,
             secs: cli.churn_secs,
             max_ops: cli.churn_ops,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::data::{self, Source};
 use super::{CacheBenchError, IndexSpec, Latency, Progress, StatsSum, barrier, histogram, record};
 
-/// Cosine of a query to the stored vector it was made from: paraphrase-like.
+/// Cosine of a query to the stored vector it was made from, by default: paraphrase-like.
 pub const QUERY_COS: (f32, f32) = (0.90, 0.95);
 
 /// What a sized case does.
@@ -27,7 +27,8 @@ pub struct SizedSpec {
     /// Entries stored.
     pub size: usize,
     pub index: IndexSpec,
-    /// Flat scan: `index.flat_below` is at least `size`, so the scope never enters the graph.
+    /// Flat index only (sign-bit codes, `index.rerank` nearest rescored exactly):
+    /// `index.flat_below` is at least `size`, so the scope never enters the graph.
     pub flat: bool,
     /// Entries also go to a sled store in a temporary folder.
     pub store: bool,
@@ -41,12 +42,19 @@ pub struct SizedSpec {
     pub deadline_ms: u64,
     /// Threads of the exact search.
     pub threads: usize,
+    /// Range of the cosine of a query to the stored vector it is made from.
+    #[serde(default = "default_query_cos")]
+    pub query_cos: (f32, f32),
+}
+
+fn default_query_cos() -> (f32, f32) {
+    QUERY_COS
 }
 
 impl SizedSpec {
     pub fn label(&self) -> String {
         let index = if self.flat {
-            "flat scan".to_owned()
+            format!("flat, rerank {}", self.index.rerank)
         } else {
             format!(
                 "hnsw M={} ef_c={} ef_s={}",
@@ -155,7 +163,7 @@ pub async fn run(spec: &SizedSpec) -> Result<SizedResult, CacheBenchError> {
     let ds = data::dataset(&spec.source, spec.size, spec.seed)?;
     let stored = &ds.vectors;
     let mut rng = StdRng::seed_from_u64(spec.seed ^ 0x5151_5151);
-    let qs = data::queries(stored, spec.queries + spec.warmup, QUERY_COS, &mut rng);
+    let qs = data::queries(stored, spec.queries + spec.warmup, spec.query_cos, &mut rng);
     eprintln!(
         "    [{label}] {} vectors ({} real), {} queries in {:.1} s; exact search...",
         stored.len(),

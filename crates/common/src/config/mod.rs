@@ -411,9 +411,12 @@ pub struct CacheIndex {
     pub ef_construction: usize,
     /// Candidates kept while searching (`ef`); higher finds more, slower.
     pub ef_search: usize,
-    /// A shard with fewer live entries is searched exhaustively (exact)
-    /// rather than through the graph.
+    /// A scope with at most this many live entries is searched by its flat
+    /// index alone (sign-bit codes, the nearest rescored exactly); a bigger
+    /// one also enters the shard's HNSW graph.
     pub flat_below: usize,
+    /// Candidates of a flat search whose exact similarity is computed.
+    pub rerank: usize,
 }
 
 impl Default for CacheIndex {
@@ -422,7 +425,8 @@ impl Default for CacheIndex {
             m: 16,
             ef_construction: 100,
             ef_search: 64,
-            flat_below: 4096,
+            flat_below: 10_000_000,
+            rerank: 128,
         }
     }
 }

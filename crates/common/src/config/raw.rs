@@ -232,6 +232,7 @@ pub(crate) struct RawCacheIndex {
     pub(crate) ef_construction: Option<u64>,
     pub(crate) ef_search: Option<u64>,
     pub(crate) flat_below: Option<u64>,
+    pub(crate) rerank: Option<u64>,
 }
 
 /// A size: `1048576` (bytes) or `1MiB`.

@@ -99,7 +99,13 @@ impl Validator {
                 any.clone(),
                 "cache.index.ef_search",
             ),
-            flat_below: self.count(raw.flat_below, d.flat_below, any, "cache.index.flat_below"),
+            flat_below: self.count(
+                raw.flat_below,
+                d.flat_below,
+                any.clone(),
+                "cache.index.flat_below",
+            ),
+            rerank: self.count(raw.rerank, d.rerank, any, "cache.index.rerank"),
         }
     }
 

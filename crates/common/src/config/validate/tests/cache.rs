@@ -27,7 +27,7 @@ fn full_cache_section_is_read() {
   deadline: 25ms
   store: state/cache
   rebuild_fraction: 0.5
-  index: {{ m: 32, ef_construction: 200, ef_search: 50, flat_below: 1000 }}
+  index: {{ m: 32, ef_construction: 200, ef_search: 50, flat_below: 1000, rerank: 64 }}
   passthrough: off
 "
     );
@@ -47,6 +47,7 @@ fn full_cache_section_is_read() {
             ef_construction: 200,
             ef_search: 50,
             flat_below: 1000,
+            rerank: 64,
         },
         passthrough: CacheMode::Off,
     };
@@ -102,7 +103,8 @@ fn cache_is_off_without_the_section_and_on_with_an_empty_one() {
                 m: 16,
                 ef_construction: 100,
                 ef_search: 64,
-                flat_below: 4096
+                flat_below: 10_000_000,
+                rerank: 128,
             },
             CacheMode::Exact
         )
