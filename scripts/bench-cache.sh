@@ -15,6 +15,8 @@
 # Usage:  scripts/bench-cache.sh [extra bench-cache flags...]
 #         e.g. scripts/bench-cache.sh --sizes 1000000 --ef-search 64 --ef-construction 40 \
 #                  --flat-sizes none --store-sizes none --no-churn --out loadtest/reports/cache/1m
+#         scripts/bench-cache.sh --pairs ../shared/data/cache/qqp_dev.jsonl --out loadtest/reports/cache/paraphrase
+#                  (the paraphrase curve: real encoder, hit precision / recall per threshold)
 #         Flags: target/release/bench-cache --help
 # Env:    BENCH_SKIP_BUILD=1  use target/release/bench-cache as it is
 set -euo pipefail

@@ -10,6 +10,7 @@
 
 pub mod churn;
 pub mod data;
+pub mod paraphrase;
 pub mod plot;
 pub mod report;
 pub mod sized;

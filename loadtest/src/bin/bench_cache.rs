@@ -139,6 +139,28 @@ struct Cli {
     /// Threads of the brute-force exact search [default: all cores].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Run the paraphrase benchmark instead: JSON lines {"a", "b", "duplicate"} (e.g.
+    /// ../shared/data/cache/qqp_dev.jsonl). Each pair is stored and looked up through a real
+    /// cache with the real encoder; writes paraphrase.md and paraphrase.json into --out:
+    /// hit precision and paraphrase recall per threshold, and per kind of --near-misses.
+    #[arg(long, value_name = "FILE")]
+    pairs: Option<PathBuf>,
+    /// With --pairs: near-miss and paraphrase pairs with a "kind" each.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "loadtest/data/cache-near-misses.jsonl"
+    )]
+    near_misses: PathBuf,
+    /// With --pairs: the encoder model folder.
+    #[arg(long, value_name = "DIR", default_value = "models/all-MiniLM-L6-v2")]
+    model_dir: PathBuf,
+    /// With --pairs: encoder precision (auto, int8, bf16, f32).
+    #[arg(long, value_name = "P", default_value = "auto")]
+    precision: routemesh_common::config::EncoderPrecision,
+    /// With --pairs: use only the first N pairs.
+    #[arg(long, value_name = "N")]
+    pairs_limit: Option<usize>,
     /// Folder for the report files.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_REPORT_DIR)]
     out: PathBuf,
@@ -181,6 +203,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(case) = &cli.case {
         return child(case);
+    }
+    if let Some(pairs) = &cli.pairs {
+        return paraphrase(&cli, pairs);
     }
     let source = match source(&cli) {
         Ok(s) => s,
@@ -347,6 +372,49 @@ fn child(case: &str) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+/// `--pairs`: the paraphrase curve, in this process.
+fn paraphrase(cli: &Cli, pairs: &std::path::Path) -> ExitCode {
+    let spec = cache_bench::paraphrase::ParaphraseSpec {
+        pairs: pairs.to_owned(),
+        near_misses: Some(cli.near_misses.clone()).filter(|p| p.as_os_str() != "none"),
+        model_dir: cli.model_dir.clone(),
+        precision: cli.precision,
+        limit: cli.pairs_limit,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&CacheBenchError::Io(e)),
+    };
+    let header = Header::detect(
+        shell_command(std::env::args()),
+        pairs.display().to_string(),
+        false,
+    );
+    let result = match runtime.block_on(cache_bench::paraphrase::run(&spec)) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let md = result.markdown(&header.markdown());
+    let write = |name: &str, body: &str| {
+        let path = cli.out.join(name);
+        std::fs::create_dir_all(&cli.out)
+            .and_then(|()| std::fs::write(&path, body))
+            .map_err(|source| CacheBenchError::Write { path, source })
+    };
+    let json = match serde_json::to_string_pretty(&result) {
+        Ok(j) => j,
+        Err(e) => return fail(&CacheBenchError::Json(e)),
+    };
+    if let Err(e) = write("paraphrase.md", &md).and_then(|()| write("paraphrase.json", &json)) {
+        return fail(&e);
+    }
+    println!("{md}");
+    ExitCode::SUCCESS
 }
 
 fn fail(e: &CacheBenchError) -> ExitCode {

@@ -42,6 +42,21 @@ pub struct Header {
 }
 
 impl Header {
+    /// The machine lines of a report (date, CPU, memory, commit, load, command).
+    pub fn markdown(&self) -> String {
+        format!(
+            "- date: {}\n- CPU: {} ({} cores available)\n- memory: {:.1} GB\n- commit: {}\n\
+             - load average at start: {}\n- command: `{}`\n",
+            self.date,
+            self.cpu,
+            self.cores,
+            self.memory_total as f64 / 1e9,
+            self.commit,
+            self.load_average,
+            self.command
+        )
+    }
+
     pub fn detect(command: String, data: String, synthetic: bool) -> Header {
         let host = HostInfo::detect();
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
