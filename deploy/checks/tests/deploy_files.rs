@@ -12,6 +12,10 @@
 //! Each checker returns its problems, so the `*_catches_*` tests can break a
 //! reference and see it reported.
 
+// The helpers (reading the checkout's files) are test code outside #[test]
+// functions: a broken checkout should stop the test with the file's name.
+#![allow(clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -81,12 +85,11 @@ fn cargo_bins() -> BTreeSet<String> {
         for line in text.lines().map(str::trim) {
             if line.starts_with('[') {
                 in_bin = line == "[[bin]]";
-            } else if in_bin {
-                if let Some(name) = line.strip_prefix("name").map(str::trim) {
-                    if let Some(name) = name.strip_prefix('=') {
-                        bins.insert(name.trim().trim_matches('"').to_owned());
-                    }
-                }
+            } else if in_bin
+                && let Some(name) = line.strip_prefix("name").map(str::trim)
+                && let Some(name) = name.strip_prefix('=')
+            {
+                bins.insert(name.trim().trim_matches('"').to_owned());
             }
         }
     }
@@ -255,13 +258,13 @@ fn check_k8s(k: &K8s, bins: &BTreeSet<String>) -> Vec<String> {
             }
             for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
                 let port = &c[probe]["httpGet"]["port"];
-                if let Some(p) = port.as_str() {
-                    if !ports.contains_key(p) {
-                        problems.push(format!(
-                            "{}: {probe} uses port `{p}`, not a container port",
-                            name(o)
-                        ));
-                    }
+                if let Some(p) = port.as_str()
+                    && !ports.contains_key(p)
+                {
+                    problems.push(format!(
+                        "{}: {probe} uses port `{p}`, not a container port",
+                        name(o)
+                    ));
                 }
             }
             let image = s(&c["image"]);
@@ -387,7 +390,7 @@ fn k8s_checker_catches_broken_references() {
             configmaps: k.configmaps.clone(),
             secrets: k.secrets.clone(),
         };
-        assert!(k2.objects.iter_mut().any(|o| f(o)), "nothing to mutate");
+        assert!(k2.objects.iter_mut().any(f), "nothing to mutate");
         check_k8s(&k2, &bins)
     };
     // A Service whose selector no longer matches its Deployment.
@@ -808,12 +811,12 @@ fn check_dockerfile(text: &str, bins: &BTreeSet<String>) -> Vec<String> {
                             ));
                         }
                     }
-                    if let Some(b) = w.strip_prefix("target/release/") {
-                        if !built.contains(b) {
-                            problems.push(format!(
-                                "copies target/release/{b}, which this RUN does not build"
-                            ));
-                        }
+                    if let Some(b) = w.strip_prefix("target/release/")
+                        && !built.contains(b)
+                    {
+                        problems.push(format!(
+                            "copies target/release/{b}, which this RUN does not build"
+                        ));
                     }
                 }
             }

@@ -364,7 +364,7 @@ async fn worker(shared: &Shared, seed: u64) {
             recent.push_back((scope, v));
             c.inserts.fetch_add(1, Ordering::Relaxed);
             inserted += 1;
-            if inserted % spec.barrier_every.max(1) == 0 {
+            if inserted.is_multiple_of(spec.barrier_every.max(1)) {
                 let _ = shared.cache.stats().await;
             }
         }

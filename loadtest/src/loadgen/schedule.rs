@@ -96,15 +96,15 @@ impl Schedule {
     /// The schedule of `scenario` (same scenario and seed, same times).
     pub fn new(scenario: &Scenario) -> Self {
         let mut segments = Vec::with_capacity(scenario.stages.len() + 1);
-        if let Some(first) = scenario.stages.first() {
-            if !scenario.warmup.is_zero() {
-                let warm = Stage {
-                    rate: first.rate,
-                    end_rate: first.rate,
-                    duration: Some(scenario.warmup),
-                };
-                segments.push(Segment::new(&warm, true));
-            }
+        if let Some(first) = scenario.stages.first()
+            && !scenario.warmup.is_zero()
+        {
+            let warm = Stage {
+                rate: first.rate,
+                end_rate: first.rate,
+                duration: Some(scenario.warmup),
+            };
+            segments.push(Segment::new(&warm, true));
         }
         segments.extend(scenario.stages.iter().map(|s| Segment::new(s, false)));
         Self {

@@ -379,11 +379,10 @@ async fn respond(
             _ = &mut stopped => break,
             next = sub.next() => match next {
                 Some(msg) => {
-                    if let Some(to) = msg.reply {
-                        if client.publish(to, reply.clone()).await.is_err() {
+                    if let Some(to) = msg.reply
+                        && client.publish(to, reply.clone()).await.is_err() {
                             break;
                         }
-                    }
                 }
                 None => break,
             },
@@ -440,20 +439,20 @@ impl HopReport {
             )?;
         }
         writeln!(out)?;
-        if let Some(seq) = self.levels.iter().find(|l| l.concurrency == 1) {
-            if let Some(p50) = seq.latency.p50_us {
-                let p50_ms = p50 as f64 / 1000.0;
-                let verdict = if p50_ms < self.budget_p50_ms {
-                    "within"
-                } else {
-                    "over"
-                };
-                writeln!(
-                    out,
-                    "Sequential p50 {p50_ms:.3} ms: {verdict} the budget (p50 < {} ms, DESIGN.md).",
-                    self.budget_p50_ms
-                )?;
-            }
+        if let Some(seq) = self.levels.iter().find(|l| l.concurrency == 1)
+            && let Some(p50) = seq.latency.p50_us
+        {
+            let p50_ms = p50 as f64 / 1000.0;
+            let verdict = if p50_ms < self.budget_p50_ms {
+                "within"
+            } else {
+                "over"
+            };
+            writeln!(
+                out,
+                "Sequential p50 {p50_ms:.3} ms: {verdict} the budget (p50 < {} ms, DESIGN.md).",
+                self.budget_p50_ms
+            )?;
         }
         Ok(())
     }

@@ -393,20 +393,20 @@ impl ScaleReport {
             "Ideal = the first step's req/s per worker × workers (linear); ceiling = min(workers × \
              max-batch, in-flight) / cost. Speed-up is over the first step's req/s per worker."
         )?;
-        if let (Some(first), Some(last)) = (self.steps.first(), self.steps.last()) {
-            if let Some(eff) = last.efficiency.filter(|_| self.steps.len() > 1) {
-                let verdict = if eff >= self.budget_efficiency {
-                    "meets"
-                } else {
-                    "misses"
-                };
-                writeln!(
-                    out,
-                    "\n{} → {} workers: efficiency {eff:.3}; {verdict} the budget (≥ {}× linear, \
+        if let (Some(first), Some(last)) = (self.steps.first(), self.steps.last())
+            && let Some(eff) = last.efficiency.filter(|_| self.steps.len() > 1)
+        {
+            let verdict = if eff >= self.budget_efficiency {
+                "meets"
+            } else {
+                "misses"
+            };
+            writeln!(
+                out,
+                "\n{} → {} workers: efficiency {eff:.3}; {verdict} the budget (≥ {}× linear, \
                      DESIGN.md).",
-                    first.workers, last.workers, self.budget_efficiency
-                )?;
-            }
+                first.workers, last.workers, self.budget_efficiency
+            )?;
         }
         Ok(())
     }

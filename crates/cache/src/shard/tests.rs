@@ -425,10 +425,10 @@ fn hnsw_path_recall_and_isolation() {
             "a".as_bytes(),
             "answered from another scope"
         );
-        if let Some((_, sim)) = want {
-            if (hit.similarity - sim).abs() < 1e-6 {
-                found += 1;
-            }
+        if let Some((_, sim)) = want
+            && (hit.similarity - sim).abs() < 1e-6
+        {
+            found += 1;
         }
     }
     assert!(found >= 95, "recall {found}/100");

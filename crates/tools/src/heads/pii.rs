@@ -547,7 +547,7 @@ mod tests {
         let person = f
             .iter()
             .find(|s| s.label == "person")
-            .map(Clone::clone)
+            .cloned()
             .unwrap_or_default();
         assert_eq!(
             (
@@ -562,7 +562,7 @@ mod tests {
         let loc = f
             .iter()
             .find(|s| s.label == "location")
-            .map(Clone::clone)
+            .cloned()
             .unwrap_or_default();
         assert_eq!((loc.predicted, loc.correct), (1, 0));
         assert_eq!(loc.precision, 0.0);
