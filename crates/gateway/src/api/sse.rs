@@ -46,12 +46,18 @@ fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
 /// The `data:` lines of one event, joined.
 fn data_of(event: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(event);
-    let lines: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(|l| l.strip_prefix(' ').unwrap_or(l))
-        .collect();
-    (!lines.is_empty()).then(|| lines.join("\n"))
+    let mut data: Option<String> = None;
+    for line in text.lines().filter_map(|l| l.strip_prefix("data:")) {
+        let line = line.strip_prefix(' ').unwrap_or(line);
+        match &mut data {
+            None => data = Some(line.to_owned()),
+            Some(d) => {
+                d.push('\n');
+                d.push_str(line);
+            }
+        }
+    }
+    data
 }
 
 /// Writes one event named `name` with JSON `data`.
@@ -59,7 +65,8 @@ pub fn emit(out: &mut Vec<u8>, name: &str, data: &Value) {
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(data.to_string().as_bytes());
+    // serialising a `Value` into memory cannot fail
+    let _ = serde_json::to_writer(&mut *out, data);
     out.extend_from_slice(b"\n\n");
 }
 

@@ -167,7 +167,7 @@ impl StreamTranslator {
     }
 
     /// Opens `block` (closing another first) and returns its index.
-    fn open(&mut self, block: Block, start: Value, out: &mut Vec<u8>) -> usize {
+    fn open(&mut self, block: Block, start: impl FnOnce() -> Value, out: &mut Vec<u8>) -> usize {
         if let Some((open, index)) = &self.open
             && *open == block
         {
@@ -179,7 +179,7 @@ impl StreamTranslator {
         emit(
             out,
             "content_block_start",
-            &json!({ "type": "content_block_start", "index": index, "content_block": start }),
+            &json!({ "type": "content_block_start", "index": index, "content_block": start() }),
         );
         self.open = Some((block, index));
         index
@@ -218,7 +218,7 @@ impl StreamTranslator {
         if let Some(r) = reasoning_of(d) {
             let i = self.open(
                 Block::Thinking,
-                json!({ "type": "thinking", "thinking": "" }),
+                || json!({ "type": "thinking", "thinking": "" }),
                 out,
             );
             Self::delta(out, i, json!({ "type": "thinking_delta", "thinking": r }));
@@ -226,17 +226,19 @@ impl StreamTranslator {
         if let Some(text) = d.get("content").and_then(Value::as_str)
             && !text.is_empty()
         {
-            let i = self.open(Block::Text, json!({ "type": "text", "text": "" }), out);
+            let i = self.open(Block::Text, || json!({ "type": "text", "text": "" }), out);
             Self::delta(out, i, json!({ "type": "text_delta", "text": text }));
         }
         for call in d["tool_calls"].as_array().into_iter().flatten() {
             let k = call["index"].as_u64().unwrap_or(0);
-            let start = json!({
-                "type": "tool_use",
-                "id": call["id"].as_str().unwrap_or_default(),
-                "name": call["function"]["name"].as_str().unwrap_or_default(),
-                "input": {},
-            });
+            let start = || {
+                json!({
+                    "type": "tool_use",
+                    "id": call["id"].as_str().unwrap_or_default(),
+                    "name": call["function"]["name"].as_str().unwrap_or_default(),
+                    "input": {},
+                })
+            };
             let i = self.open(Block::Tool(k), start, out);
             if let Some(args) = call["function"]["arguments"].as_str()
                 && !args.is_empty()
