@@ -2,9 +2,9 @@
 //!
 //! A [`Cache`] handle routes each call to the shard of its scope
 //! (`scope.id() % shards`). Each shard is a ractor actor (`actor`) around a
-//! pure state (`shard`): an exact map, a vector index (`index`: flat scan
-//! for small scopes, hnsw_rs for big ones, tombstones and rebuilds), TTL and
-//! LRU eviction. Entries persist in sled (`store`, one IO thread); shards
+//! pure state (`shard`): an exact map, a vector index (`index`: a flat index
+//! of sign-bit codes per scope, and an hnsw_rs graph with tombstones and
+//! rebuilds for scopes past `flat_below`), TTL and LRU eviction. Entries persist in sled (`store`, one IO thread); shards
 //! load them at start and after a restart by their supervisor.
 //!
 //! **Invariant:** an answer is only ever returned for a lookup of exactly
