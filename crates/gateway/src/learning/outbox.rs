@@ -94,31 +94,44 @@ impl Outbox {
         metrics::gauge!(OUTBOX_EVENTS).set(self.len() as f64);
     }
 
+    /// Counts an event in (refused when full) and gives it a key. It is
+    /// counted *before* it is written: the drain task may deliver and
+    /// remove it as soon as it is in the tree, and that removal must find it
+    /// counted (counted after, a removal that came first left the depth one
+    /// too high forever: an outbox that never drained).
     fn take_key(&self) -> Result<u64, OutboxError> {
-        let depth = self.len();
-        if depth >= self.limit {
-            return Err(OutboxError::Full(depth));
-        }
+        self.depth
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                (d < self.limit).then_some(d + 1)
+            })
+            .map_err(OutboxError::Full)?;
+        self.report_depth();
         Ok(self.next.fetch_add(1, Ordering::Relaxed))
     }
 
-    fn taken(&self) {
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        self.report_depth();
+    /// Undoes [`Outbox::take_key`]'s count when the write failed.
+    fn not_written<T, E>(&self, result: Result<T, E>) -> Result<T, E> {
+        if result.is_err() {
+            self.gone();
+        }
+        result
     }
 
     /// Queues `event` (on disk when the next flush comes); returns its key.
     pub(crate) fn push(&self, event: &OutcomeEvent) -> Result<u64, OutboxError> {
+        let json = match &self.events {
+            Events::Memory(_) => Vec::new(),
+            Events::Sled(_) => serde_json::to_vec(event)?,
+        };
         let key = self.take_key()?;
         match &self.events {
             Events::Memory(m) => {
                 lock(m).insert(key, event.clone());
             }
             Events::Sled(tree) => {
-                tree.insert(key.to_be_bytes(), serde_json::to_vec(event)?)?;
+                self.not_written(tree.insert(key.to_be_bytes(), json))?;
             }
         }
-        self.taken();
         Ok(key)
     }
 
@@ -136,9 +149,9 @@ impl Outbox {
             beside.insert(key, value)?;
             return self.push(event);
         };
-        let ours = self.take_key()?;
         let json = serde_json::to_vec(event)?;
-        (tree, beside)
+        let ours = self.take_key()?;
+        let written = (tree, beside)
             .transaction(|(outbox, other)| {
                 outbox.insert(&ours.to_be_bytes(), json.as_slice())?;
                 other.insert(key, value)?;
@@ -146,8 +159,8 @@ impl Outbox {
             })
             .map_err(|e| match e {
                 TransactionError::Abort(e) | TransactionError::Storage(e) => e,
-            })?;
-        self.taken();
+            });
+        self.not_written(written)?;
         Ok(ours)
     }
 
