@@ -160,12 +160,7 @@ impl Report {
     fn render(&self, s: &mut String) -> std::fmt::Result {
         let h = &self.header;
         writeln!(s, "# Semantic cache benchmark\n")?;
-        writeln!(s, "- date: {}", h.date)?;
-        writeln!(s, "- CPU: {} ({} cores available)", h.cpu, h.cores)?;
-        writeln!(s, "- memory: {:.1} GB", h.memory_total as f64 / 1e9)?;
-        writeln!(s, "- commit: {}", h.commit)?;
-        writeln!(s, "- load average at start: {}", h.load_average)?;
-        writeln!(s, "- command: `{}`", h.command)?;
+        s.push_str(&h.markdown());
         if h.synthetic {
             writeln!(
                 s,
